@@ -1,0 +1,531 @@
+"""Batched multi-start fitting core, all pure functions under jit/vmap.
+
+Pipeline for each curve (``fit_batch`` flattens curves x starts into one vmapped batch):
+
+1. **Score the starts by variable projection.** For the nonlinear parameters of each start
+   (exponents, breaks) the linear ones (``L_inf``, ``A``, ``E``...) are solved in closed
+   form: an exact small non-negative least-squares solve (``mse``; relative least squares
+   for ``log_mse``), plus damped Gauss-Newton/IRLS steps for reweighted objectives. Only
+   exponents need a start grid, and each start is scored at its best linear parameters.
+2. Optionally (``optimizer="lbfgs"``) refine the best starts with optax L-BFGS on the
+   projected objective: the classic recipe.
+3. **Damped Newton on all parameters** of the true objective from the best starts: exact
+   Hessian (Gauss-Newton/IRLS where it is not positive definite), Levenberg-Marquardt
+   damping scaled by the curvature diagonal (invariant to parameter scales), projected
+   onto the bounds of the linear parameters. Quadratic convergence keeps the lock-stepped
+   batch short, where a line-search method waits for its slowest lane.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import itertools
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import optax.tree_utils as otu
+
+from ._forms import Form
+
+OBJECTIVES = ("log_mse", "log_huber", "mse", "asymmetric")
+_TINY = 1e-300
+XTOL = 1e-10  # relative step below which Levenberg-Marquardt has converged
+FTOL = 1e-12  # relative decrease below which a step counts as no progress
+
+# Transform kinds between unconstrained optimiser coordinates u and natural values.
+_IDENTITY, _LOGIT, _LOG, _NEGLOG = range(4)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+    """Everything static about a fit: compiled once per distinct Spec and data shape."""
+
+    form: Form
+    objective: str = "log_mse"
+    delta: float = 1e-3
+    asymmetry: float = 10.0
+    max_iter: int = 200
+    gtol: float = 1e-8
+    refine: int = 4
+    n_gn: int = 0
+    optimizer: str = "lm"
+
+
+# ---------------------------------------------------------------- transforms
+
+
+def transform_kinds(form: Form) -> tuple[tuple[int, float, float], ...]:
+    kinds = []
+    for p in form.nonlinear:
+        lo, hi = form.bounds[p]
+        if math.isfinite(lo) and math.isfinite(hi):
+            kinds.append((_LOGIT, lo, hi))
+        elif math.isfinite(lo):
+            kinds.append((_LOG, lo, hi))
+        elif math.isfinite(hi):
+            kinds.append((_NEGLOG, lo, hi))
+        else:
+            kinds.append((_IDENTITY, lo, hi))
+    return tuple(kinds)
+
+
+def to_natural(form: Form, u):
+    """Unconstrained coordinates ``u (p,)`` -> dict of natural nonlinear parameters."""
+    out = {}
+    for i, (p, (kind, lo, hi)) in enumerate(zip(form.nonlinear, transform_kinds(form))):
+        ui = u[..., i]
+        if kind == _LOGIT:
+            out[p] = lo + (hi - lo) * jax.nn.sigmoid(ui)
+        elif kind == _LOG:
+            out[p] = lo + jnp.exp(jnp.clip(ui, -700.0, 700.0))
+        elif kind == _NEGLOG:
+            out[p] = hi - jnp.exp(jnp.clip(ui, -700.0, 700.0))
+        else:
+            out[p] = ui
+    return out
+
+
+def to_unconstrained(form: Form, values: dict[str, np.ndarray]) -> np.ndarray:
+    """Natural nonlinear values (numpy, any batch shape) -> unconstrained ``u (..., p)``."""
+    cols = []
+    for p, (kind, lo, hi) in zip(form.nonlinear, transform_kinds(form)):
+        v = np.asarray(values[p], dtype=np.float64)
+        if kind == _LOGIT:
+            z = np.clip((v - lo) / (hi - lo), 1e-12, 1 - 1e-12)
+            cols.append(np.log(z) - np.log1p(-z))
+        elif kind == _LOG:
+            cols.append(np.log(np.maximum(v - lo, 1e-300)))
+        elif kind == _NEGLOG:
+            cols.append(np.log(np.maximum(hi - v, 1e-300)))
+        else:
+            cols.append(v)
+    if not cols:
+        return np.zeros(np.shape(next(iter(values.values()), np.zeros(()))) + (0,))
+    return np.stack(cols, axis=-1)
+
+
+# ---------------------------------------------------------------- objectives
+
+
+def residuals(objective: str, yhat, y):
+    """Residuals the objective is built from: log ratio, or plain difference for ``mse``."""
+    if objective == "mse":
+        return yhat - y
+    return jnp.log(jnp.maximum(yhat, _TINY)) - jnp.log(y)
+
+
+def loss(spec: Spec, yhat, y, w):
+    """Summed (never averaged) objective of one curve."""
+    return loss_of_residuals(spec, residuals(spec.objective, yhat, y), w)
+
+
+def loss_of_residuals(spec: Spec, r, w):
+    if spec.objective in ("log_mse", "mse"):
+        terms = r**2
+    elif spec.objective == "log_huber":
+        a = jnp.abs(r)
+        terms = jnp.where(a <= spec.delta, 0.5 * r**2, spec.delta * (a - 0.5 * spec.delta))
+    elif spec.objective == "asymmetric":
+        terms = jnp.where(r > 0, spec.asymmetry, 1.0) * r**2
+    else:  # validated before tracing
+        raise ValueError(f"unknown objective {spec.objective!r}")
+    return jnp.sum(w * terms)
+
+
+def _irls_weights(spec: Spec, r):
+    if spec.objective == "log_huber":
+        return jnp.minimum(1.0, spec.delta / jnp.maximum(jnp.abs(r), 1e-300))
+    if spec.objective == "asymmetric":
+        return jnp.where(r > 0, spec.asymmetry, 1.0)
+    return jnp.ones_like(r)
+
+
+# ---------------------------------------------------------------- inner solve
+
+
+@functools.lru_cache(maxsize=64)
+def _active_set_masks(nonneg: tuple[bool, ...]) -> np.ndarray:
+    """Every support a non-negative least-squares solution can have (all-zero excluded)."""
+    choices = [(1.0,) if not nn else (0.0, 1.0) for nn in nonneg]
+    masks = [m for m in itertools.product(*choices) if any(m)]
+    return np.asarray(masks, dtype=np.float64).reshape(len(masks), len(nonneg))
+
+
+def min_cholesky_pivot(G):
+    """Smallest pivot of an unrolled Cholesky of ``G (..., k, k)`` relative to its diagonal.
+
+    Positive (above rounding) iff ``G`` is numerically positive definite.
+    """
+    k = G.shape[-1]
+    L = [[None] * k for _ in range(k)]
+    piv = []
+    scale = jnp.max(jnp.abs(jnp.diagonal(G, axis1=-2, axis2=-1)), axis=-1)
+    for i in range(k):
+        for j in range(i + 1):
+            s = G[..., i, j]
+            for q in range(j):
+                s = s - L[i][q] * L[j][q]
+            if i == j:
+                piv.append(s)
+                L[i][i] = jnp.sqrt(jnp.maximum(s, 1e-300))
+            else:
+                L[i][j] = s / L[j][j]
+    return jnp.min(jnp.stack(piv, axis=-1), axis=-1) / jnp.maximum(scale, 1e-300)
+
+
+def spd_solve(G, h):
+    """Solve ``G c = h`` for small symmetric positive-definite ``G (..., k, k)``.
+
+    An unrolled Cholesky factorisation: elementwise over the batch axes, so it vectorises
+    under vmap and compiles to a few dozen fused operations, where a LAPACK call per tiny
+    matrix would dominate both compile and run time.
+    """
+    k = G.shape[-1]
+    L = [[None] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            s = G[..., i, j]
+            for q in range(j):
+                s = s - L[i][q] * L[j][q]
+            if i == j:
+                L[i][i] = jnp.sqrt(jnp.maximum(s, 1e-300))
+            else:
+                L[i][j] = s / L[j][j]
+    z = [None] * k
+    for i in range(k):
+        s = h[..., i]
+        for q in range(i):
+            s = s - L[i][q] * z[q]
+        z[i] = s / L[i][i]
+    c = [None] * k
+    for i in reversed(range(k)):
+        s = z[i]
+        for q in range(i + 1, k):
+            s = s - L[q][i] * c[q]
+        c[i] = s / L[i][i]
+    return jnp.stack(c, axis=-1)
+
+
+def small_nnls(B, w, t, nonneg: tuple[bool, ...]):
+    """argmin_c sum_i w_i (B c - t)_i^2 with c_j >= 0 where ``nonneg[j]``, for k <= ~4.
+
+    Exact: the optimum is the unconstrained solution on its own support, and every
+    other feasible support solution is no better, so enumerate supports and keep the
+    best feasible one. Columns are scaled to unit weighted norm first.
+    """
+    k = B.shape[-1]
+    masks = jnp.asarray(_active_set_masks(nonneg))  # (M, k)
+    scale = jnp.sqrt(jnp.sum(w[:, None] * B**2, axis=0))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    Bs = B / scale
+    G = Bs.T @ (w[:, None] * Bs)
+    h = Bs.T @ (w * t)
+    eye = jnp.eye(k)
+    Gm = G[None] * masks[:, :, None] * masks[:, None, :] + (1.0 - masks)[:, :, None] * eye + 1e-13 * eye
+    c = spd_solve(Gm, h[None] * masks) * masks
+    quad = -2.0 * c @ h + jnp.einsum("mi,ij,mj->m", c, G, c)
+    nn = jnp.asarray(nonneg)
+    feasible = jnp.all((c >= -1e-10) | ~nn, axis=-1)
+    best = jnp.argmin(jnp.where(feasible, quad, jnp.inf))
+    cb = c[best]
+    cb = jnp.where(nn, jnp.maximum(cb, 0.0), cb)
+    return cb / scale
+
+
+def design(form: Form, theta: dict, x):
+    """Columns of the law in its linear parameters: ``model = design @ c`` (n, k)."""
+    k = len(form.linear)
+
+    def model_c(c):
+        return form.model({**theta, **{p: c[i] for i, p in enumerate(form.linear)}}, x)
+
+    return jax.jacfwd(model_c)(jnp.zeros(k))
+
+
+def solve_linear(spec: Spec, theta: dict, x, y, w):
+    """Best linear parameters ``c (k,)`` for given nonlinear ``theta``."""
+    form = spec.form
+    nonneg = tuple(form.bounds[p][0] == 0.0 for p in form.linear)
+    B = design(form, theta, x)
+    if spec.objective == "mse":
+        return small_nnls(B, w, y, nonneg)
+    # Relative least squares is the small-residual limit of every log objective: with
+    # n_gn = 0 it is the whole inner solve (the final joint polish removes the difference).
+    c = small_nnls(B, w / y**2, y, nonneg)
+    if spec.n_gn == 0:
+        return c
+    steps = jnp.asarray([0.0, 1.0, 0.5, 0.25])
+
+    def gauss_newton_step(_, c):
+        yhat = jnp.maximum(B @ c, _TINY)
+        r = jnp.log(yhat) - jnp.log(y)
+        J = B / yhat[:, None]
+        c_gn = small_nnls(J, w * _irls_weights(spec, r), 1.0 - r, nonneg)
+        # Damped step: convex combinations of feasible points stay feasible.
+        cands = c[None] + steps[:, None] * (c_gn - c)[None]
+        vals = jax.vmap(lambda cc: loss(spec, B @ cc, y, w))(cands)
+        return cands[jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))]
+
+    # A rolled loop keeps the compiled program small: the objective is inlined at every
+    # call site of the line search.
+    c = jax.lax.fori_loop(0, spec.n_gn, gauss_newton_step, c)
+    return c
+
+
+def full_params(spec: Spec, u, x, y, w) -> dict:
+    theta = to_natural(spec.form, u)
+    if spec.form.linear:
+        c = solve_linear(spec, theta, x, y, w)
+        theta = {**theta, **{p: c[i] for i, p in enumerate(spec.form.linear)}}
+    return theta
+
+
+def projected_objective(spec: Spec, u, x, y, w):
+    p = full_params(spec, u, x, y, w)
+    return loss(spec, spec.form.model(p, x), y, w)
+
+
+# ---------------------------------------------------------------- outer solve
+
+
+class Minimum(NamedTuple):
+    u: jax.Array
+    value: jax.Array
+    n_iter: jax.Array
+    converged: jax.Array
+
+
+def minimize_lbfgs(f, u0, *, max_iter: int, gtol: float) -> Minimum:
+    """optax L-BFGS (zoom line search) from one start, stopping on a scaled gradient test.
+
+    Converged: ``max|grad| <= gtol * max(1, |f|)``, or the line search can no longer
+    decrease ``f`` while ``max|grad| <= sqrt(gtol) * max(1, |f|)`` (the floating-point
+    floor of the objective has been reached).
+    """
+    opt = optax.lbfgs(
+        memory_size=10,
+        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=15, initial_guess_strategy="one"),
+    )
+    value_and_grad = optax.value_and_grad_from_state(f)
+    v0, g0 = jax.value_and_grad(f)(u0)
+
+    def gnorm(g):
+        return jnp.max(jnp.abs(g)) if g.size else jnp.asarray(0.0)
+
+    def small(g, v, tol):
+        return gnorm(g) <= tol * jnp.maximum(1.0, jnp.abs(v))
+
+    def cond(carry):
+        return ~carry[4]
+
+    def body(carry):
+        u, state, _, it, _, _ = carry
+        value, grad = value_and_grad(u, state=state)
+        updates, state = opt.update(grad, state, u, value=value, grad=grad, value_fn=f)
+        u_new = optax.apply_updates(u, updates)
+        v_new = otu.tree_get(state, "value")
+        g_new = otu.tree_get(state, "grad")
+        stalled = ~(v_new < value)
+        conv = small(g_new, v_new, gtol) | (stalled & small(g_new, v_new, math.sqrt(gtol)))
+        # A failed line search may step to a worse point: keep the better one.
+        keep_old = ~(v_new <= value)
+        u_out = jnp.where(keep_old, u, u_new)
+        v_out = jnp.where(keep_old, value, v_new)
+        done = conv | stalled | (it + 1 >= max_iter) | ~jnp.isfinite(v_new)
+        return u_out, state, v_out, it + 1, done, conv
+
+    state0 = opt.init(u0)
+    conv0 = small(g0, v0, gtol)
+    done0 = conv0 | ~jnp.isfinite(v0)
+    u, _, v, it, _, conv = jax.lax.while_loop(cond, body, (u0, state0, v0, jnp.asarray(0), done0, conv0))
+    return Minimum(u, v, it, conv & jnp.isfinite(v))
+
+
+class BatchFit(NamedTuple):
+    u: jax.Array  # (m, p) unconstrained nonlinear parameters
+    params: dict  # name -> (m,)
+    value: jax.Array  # (m,)
+    n_iter: jax.Array
+    converged: jax.Array
+    start: jax.Array  # index of the start the best optimum came from
+
+
+def _loss_derivatives(spec: Spec, r, w):
+    """Per-point d loss/d r and Gauss-Newton (IRLS) curvature weights."""
+    if spec.objective in ("log_mse", "mse"):
+        return 2.0 * w * r, 2.0 * w
+    if spec.objective == "asymmetric":
+        a = jnp.where(r > 0, spec.asymmetry, 1.0)
+        return 2.0 * w * a * r, 2.0 * w * a
+    d = spec.delta  # log_huber
+    return w * jnp.clip(r, -d, d), w * jnp.minimum(1.0, d / jnp.maximum(jnp.abs(r), 1e-300))
+
+
+def joint_coordinates(spec: Spec, u, params: dict):
+    """Coordinates ``z`` of all parameters for the joint refinement, and the way back.
+
+    Nonlinear parameters keep their unconstrained coordinates; linear ones stay natural,
+    with ``nonneg`` marking those bounded below by 0 (kept feasible by projection).
+    """
+    form = spec.form
+    p = len(form.nonlinear)
+    lin = form.linear
+    c = jnp.stack([params[k] for k in lin]) if lin else jnp.zeros(0)
+    z0 = jnp.concatenate([u, c])
+    nonneg = jnp.asarray([False] * p + [form.bounds[k][0] == 0.0 for k in lin], dtype=bool)
+
+    def to_params(z):
+        return {**to_natural(form, z[:p]), **{k: z[p + i] for i, k in enumerate(lin)}}
+
+    return z0, nonneg, to_params
+
+
+def damped_newton(spec: Spec, objective_fn, residual_fn, z0, nonneg, w) -> Minimum:
+    """Minimise ``objective_fn(z)`` by Newton steps with Levenberg-Marquardt damping.
+
+    The curvature is the exact Hessian where it is positive definite, else the
+    Gauss-Newton (IRLS) matrix ``J^T W J`` from ``residual_fn``. Exact curvature matters:
+    on noisy curves the residual term of the Hessian is as large as ``J^T J``, and plain
+    Gauss-Newton then zig-zags for hundreds of iterations. Damping is scaled by the
+    curvature diagonal (Marquardt: invariant to the scale of each parameter) and updated
+    from the ratio of actual to predicted decrease (Nielsen 1999). Coordinates marked
+    ``nonneg`` are clipped at 0 and held there while the gradient pushes them below.
+
+    Converged: the projected gradient satisfies ``max|g| <= gtol * max(1, objective)``;
+    or an accepted step is below ``XTOL`` relative; or the objective stops decreasing (by
+    ``FTOL`` relative) with the gradient within ``sqrt(gtol)``.
+    """
+    value_and_grad = jax.value_and_grad(objective_fn)
+    hessian = jax.hessian(objective_fn)
+
+    def evaluate(z):
+        f, g = value_and_grad(z)
+        H = hessian(z)
+        J, r = jax.jacfwd(lambda v: (residual_fn(v),) * 2, has_aux=True)(z)
+        gauss_newton = J.T @ (_loss_derivatives(spec, r, w)[1][:, None] * J)
+        return f, g, jnp.where(min_cholesky_pivot(H) > 1e-12, H, gauss_newton)
+
+    def held(z, g):
+        return nonneg & (z <= 0) & (g > 0)
+
+    def gsmall(z, g, f, tol):
+        gp = jnp.where(held(z, g), 0.0, g)
+        return jnp.max(jnp.abs(gp), initial=0.0) <= tol * jnp.maximum(1.0, jnp.abs(f))
+
+    eye = jnp.eye(z0.shape[0])
+
+    def body(carry):
+        z, f, g, C, lam, nu, it, _, _, n_flat = carry
+        fix = held(z, g)
+        d = jnp.where(jnp.diagonal(C) > 0, jnp.diagonal(C), 1.0)
+        keep = (~fix).astype(C.dtype)
+        Ck = C * keep[:, None] * keep[None, :]
+        step = -spd_solve(Ck + lam * d * eye + jnp.diag(1.0 - keep), g * keep)
+        zn = jnp.where(nonneg, jnp.maximum(z + step, 0.0), z + step)
+        dz = zn - z
+        pred = -(g @ dz + 0.5 * dz @ (Ck @ dz))
+        fn, gn, Cn = evaluate(zn)
+        accept = jnp.isfinite(fn) & (fn < f)
+        rho = (f - fn) / jnp.where(pred > 0, pred, jnp.inf)
+        lam2 = jnp.where(accept, lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3), lam * nu)
+        lam2 = jnp.maximum(lam2, 1e-15)
+        nu2 = jnp.where(accept, 2.0, nu * 2.0)
+        z2 = jnp.where(accept, zn, z)
+        f2, g2, C2 = (jnp.where(accept, a, b) for a, b in ((fn, f), (gn, g), (Cn, C)))
+        moved = jnp.max(jnp.abs(dz), initial=0.0)
+        tiny_step = accept & (moved <= XTOL * (1.0 + jnp.max(jnp.abs(z), initial=0.0)))
+        # Accepted steps that no longer lower the objective beyond rounding: two in a row
+        # mean the floor is reached, or the optimum runs off towards a bound. (Rejected
+        # steps are normal while the damping grows; endless rejection hits lam > 1e16.)
+        flat = accept & ~(fn < f * (1.0 - FTOL))
+        n_flat = jnp.where(flat, n_flat + 1, 0)
+        stalled = (lam2 > 1e16) | (n_flat >= 2)
+        conv = gsmall(z2, g2, f2, spec.gtol) | tiny_step | (stalled & gsmall(z2, g2, f2, math.sqrt(spec.gtol)))
+        done = conv | stalled | (it + 1 >= spec.max_iter)
+        return z2, f2, g2, C2, lam2, nu2, it + 1, done, conv, n_flat
+
+    f0, g0, C0 = evaluate(z0)
+    conv0 = gsmall(z0, g0, f0, spec.gtol)
+    init = (z0, f0, g0, C0, jnp.asarray(1e-3), jnp.asarray(2.0), jnp.asarray(0), conv0 | ~jnp.isfinite(f0), conv0,
+            jnp.asarray(0))
+    z, f, *_, it, _, conv, _ = jax.lax.while_loop(lambda c: ~c[7], body, init)
+    return Minimum(z, f, it, conv & jnp.isfinite(f))
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def fit_batch(spec: Spec, x, y, w, u_starts) -> BatchFit:
+    """Fit ``m`` curves: ``x`` pytree of (m, n), ``y, w (m, n)``, ``u_starts (m, S, p)``.
+
+    Curves x starts are flattened into one vmapped batch: nested vmaps of the optimisers'
+    while loops multiply tracing and compile time.
+    """
+    m, S, p = u_starts.shape
+
+    def phi(u, xc, yc, wc):
+        return projected_objective(spec, u, xc, yc, wc)
+
+    def rows(a, r):  # repeat per-curve data for r starts each
+        return jax.tree_util.tree_map(lambda v: jnp.repeat(v, r, axis=0), a)
+
+    if p == 0 or S == 1:
+        R, idx = 1, jnp.zeros((m, 1), jnp.int32)
+    else:
+        f0 = jax.vmap(phi)(u_starts.reshape(m * S, p), rows(x, S), rows(y, S), rows(w, S)).reshape(m, S)
+        f0 = jnp.where(jnp.isfinite(f0), f0, jnp.inf)
+        R = min(spec.refine, S) if spec.refine > 0 else S
+        idx = jnp.argsort(f0, axis=1)[:, :R]  # (m, R)
+    u0 = jnp.take_along_axis(u_starts, idx[..., None], axis=1).reshape(m * R, p)
+    xr, yr, wr = rows(x, R), rows(y, R), rows(w, R)
+    n_first = jnp.zeros(m * R, jnp.int32)
+    if p > 0 and spec.optimizer == "lbfgs":
+
+        def refine(u, xc, yc, wc):
+            return minimize_lbfgs(lambda v: phi(v, xc, yc, wc), u, max_iter=spec.max_iter, gtol=spec.gtol)
+
+        first = jax.vmap(refine)(u0, xr, yr, wr)
+        u0, n_first = first.u, first.n_iter
+
+    def polish(u, xc, yc, wc):
+        z0, nonneg, to_params = joint_coordinates(spec, u, full_params(spec, u, xc, yc, wc))
+
+        def r_joint(z):
+            return residuals(spec.objective, spec.form.model(to_params(z), xc), yc)
+
+        def f_joint(z):
+            return loss_of_residuals(spec, r_joint(z), wc)
+
+        res = damped_newton(spec, f_joint, r_joint, z0, nonneg, wc)
+        return res._replace(u=res.u[:p]), to_params(res.u)
+
+    mins, params = jax.vmap(polish)(u0, xr, yr, wr)
+    vals = jnp.where(jnp.isfinite(mins.value), mins.value, jnp.inf).reshape(m, R)
+    b = jnp.argmin(vals, axis=1)
+    pick = jnp.arange(m) * R + b
+
+    def take(a):
+        return a[pick]
+
+    return BatchFit(
+        take(mins.u), jax.tree_util.tree_map(take, params), take(mins.value),
+        take(mins.n_iter + n_first), take(mins.converged), jnp.take_along_axis(idx, b[:, None], axis=1)[:, 0],
+    )
+
+
+@functools.partial(jax.jit, static_argnames=("spec",))
+def batch_residual_jacobian(spec: Spec, params: dict, x, y):
+    """d residual / d parameter at given parameters: (m, n, p) for Gauss-Newton covariance."""
+    names = spec.form.params
+
+    def one(p, xc, yc):
+        def r(vec):
+            return residuals(spec.objective, spec.form.model(dict(zip(names, vec)), xc), yc)
+
+        vec = jnp.stack([p[k] for k in names])
+        return jax.jacfwd(r)(vec), r(vec)
+
+    return jax.vmap(one)(params, x, y)
