@@ -219,11 +219,15 @@ def start_points(form: Form, data: Prepared, starts, n_random: int, key):
     return u, grids_per_row[0]
 
 
-def _bucket(m: int) -> int:
-    """Round a batch size up so that nearby sizes share one compiled program."""
+def _bucket(m: int, halves: int = 4) -> int:
+    """Round a size up so that nearby sizes share one compiled program.
+
+    Sizes step by ``2**k / halves`` within each octave ``[2**k, 2**(k+1))``: padding
+    costs at most ``1/halves`` of the work. Sizes up to 8 become the next power of two.
+    """
     if m <= 8:
-        return m
-    q = 2 ** max(0, int(np.floor(np.log2(m))) - 2)
+        return 1 << max(0, (m - 1).bit_length())
+    q = max(1, (1 << (m.bit_length() - 1)) // halves)
     return int(-(-m // q) * q)
 
 
@@ -256,20 +260,27 @@ def run_batch(spec: Spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.nd
 
 
 def _run_padded(spec: Spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.ndarray) -> dict:
-    m = y.shape[0]
-    mb = _bucket(m)
+    """One call of the compiled core, with curves and points padded to shared sizes.
 
-    def pad(a):
+    Padding rows repeat the first curve; padding points get weight 0 (they change
+    nothing). Nearby batch sizes and point counts then reuse one compiled program.
+    """
+    m, n = y.shape
+    mb, nb = _bucket(m), _bucket(n, halves=2)
+
+    def pad(a, fill=None):
         a = np.asarray(a)
-        if mb == m:
-            return a
-        return np.concatenate([a, np.broadcast_to(a[:1], (mb - m,) + a.shape[1:])])
+        if a.ndim >= 2 and a.shape[1] == n and nb > n and fill is not None:
+            a = np.concatenate([a, np.full((a.shape[0], nb - n) + a.shape[2:], fill, dtype=a.dtype)], axis=1)
+        if mb > m:
+            a = np.concatenate([a, np.broadcast_to(a[:1], (mb - m,) + a.shape[1:])])
+        return a
 
     with jax.experimental.enable_x64():
-        xd = {k: jnp.asarray(pad(v)) for k, v in x.items()}
+        xd = {k: jnp.asarray(pad(v, 1.0)) for k, v in x.items()}
         if spec.form.variables == ("x",):
             xd = xd["x"]
-        out = fit_batch(spec, xd, jnp.asarray(pad(y)), jnp.asarray(pad(w)), jnp.asarray(pad(u_starts)))
+        out = fit_batch(spec, xd, jnp.asarray(pad(y, 1.0)), jnp.asarray(pad(w, 0.0)), jnp.asarray(pad(u_starts)))
         out = jax.tree_util.tree_map(lambda a: np.array(a)[:m], out)
     return {
         "u": out.u,

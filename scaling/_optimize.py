@@ -238,43 +238,46 @@ def small_nnls(B, w, t, nonneg: tuple[bool, ...]):
 
 
 def design(form: Form, theta: dict, x):
-    """Columns of the law in its linear parameters: ``model = design @ c`` (n, k)."""
+    """The law as an affine function of its linear parameters: ``model = B @ c + b0``.
+
+    Returns ``B (n, k)`` and ``b0 (n,)``; ``b0`` is zero for the built-in forms and
+    nonzero e.g. when a linear parameter is held fixed (profiles).
+    """
     k = len(form.linear)
 
     def model_c(c):
         return form.model({**theta, **{p: c[i] for i, p in enumerate(form.linear)}}, x)
 
-    return jax.jacfwd(model_c)(jnp.zeros(k))
+    zeros = jnp.zeros(k)
+    return jax.jacfwd(model_c)(zeros), model_c(zeros)
 
 
 def solve_linear(spec: Spec, theta: dict, x, y, w):
     """Best linear parameters ``c (k,)`` for given nonlinear ``theta``."""
     form = spec.form
     nonneg = tuple(form.bounds[p][0] == 0.0 for p in form.linear)
-    B = design(form, theta, x)
+    B, b0 = design(form, theta, x)
     if spec.objective == "mse":
-        return small_nnls(B, w, y, nonneg)
+        return small_nnls(B, w, y - b0, nonneg)
     # Relative least squares is the small-residual limit of every log objective: with
-    # n_gn = 0 it is the whole inner solve (the final joint polish removes the difference).
-    c = small_nnls(B, w / y**2, y, nonneg)
+    # n_gn = 0 it is the whole inner solve (the final joint refinement is exact).
+    c = small_nnls(B, w / y**2, y - b0, nonneg)
     if spec.n_gn == 0:
         return c
     steps = jnp.asarray([0.0, 1.0, 0.5, 0.25])
 
     def gauss_newton_step(_, c):
-        yhat = jnp.maximum(B @ c, _TINY)
+        yhat = jnp.maximum(B @ c + b0, _TINY)
         r = jnp.log(yhat) - jnp.log(y)
         J = B / yhat[:, None]
-        c_gn = small_nnls(J, w * _irls_weights(spec, r), 1.0 - r, nonneg)
+        c_gn = small_nnls(J, w * _irls_weights(spec, r), J @ c - r, nonneg)
         # Damped step: convex combinations of feasible points stay feasible.
         cands = c[None] + steps[:, None] * (c_gn - c)[None]
-        vals = jax.vmap(lambda cc: loss(spec, B @ cc, y, w))(cands)
+        vals = jax.vmap(lambda cc: loss(spec, B @ cc + b0, y, w))(cands)
         return cands[jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))]
 
-    # A rolled loop keeps the compiled program small: the objective is inlined at every
-    # call site of the line search.
-    c = jax.lax.fori_loop(0, spec.n_gn, gauss_newton_step, c)
-    return c
+    # A rolled loop keeps the compiled program small.
+    return jax.lax.fori_loop(0, spec.n_gn, gauss_newton_step, c)
 
 
 def full_params(spec: Spec, u, x, y, w) -> dict:
