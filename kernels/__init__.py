@@ -1,1 +1,42 @@
-"""placeholder"""
+"""Kernels of wide networks, their spectra, and the learning curves the spectra predict.
+
+neural-tangents is imported in exactly one place (``kernels._nt``); use ``kernels.nt`` /
+``kernels.stax`` to build architectures by hand.
+"""
+
+from ._architectures import cnn, mlp, myrtle, wide_resnet, wide_resnet_block
+from ._empirical import empirical_kernel
+from ._kernel_matrix import kernel_function, kernel_matrix
+from ._learning_curves import krr_learning_curve, rf_learning_curve
+from ._nt import nt, stax
+from ._random_features import random_feature_kernel, random_features, random_projection_features
+from ._spectrum import Spectrum, SpectralExponent, spectral_exponent, spectrum, target_exponent
+from ._theory import kare, krr_risk, krr_theory, rf_risk, rf_theory
+
+__all__ = [
+    "SpectralExponent",
+    "Spectrum",
+    "cnn",
+    "empirical_kernel",
+    "kare",
+    "kernel_function",
+    "kernel_matrix",
+    "krr_learning_curve",
+    "krr_risk",
+    "krr_theory",
+    "mlp",
+    "myrtle",
+    "nt",
+    "random_feature_kernel",
+    "random_features",
+    "random_projection_features",
+    "rf_learning_curve",
+    "rf_risk",
+    "rf_theory",
+    "spectral_exponent",
+    "spectrum",
+    "stax",
+    "target_exponent",
+    "wide_resnet",
+    "wide_resnet_block",
+]

@@ -2,7 +2,7 @@
 
 Warnings are errors (pyproject ``filterwarnings``). The toolkit computes fits and spectra
 in float64 internally (``jax.experimental.enable_x64``), so tests never flip JAX's global
-x64 flag; ``tolerance`` gives dtype-dependent tolerances where a test runs float32 code.
+x64 flag; the ``tolerance`` fixture gives dtype-dependent tolerances where a test runs float32 code.
 """
 
 from pathlib import Path
@@ -16,9 +16,11 @@ matplotlib.use("Agg")
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def tolerance(dtype) -> float:
-    """Relative tolerance for results computed in ``dtype``: float32 ~5e-3, float64 ~1e-5."""
-    return 5e-3 if np.dtype(dtype) == np.float32 else 1e-5
+@pytest.fixture
+def tolerance():
+    """``tolerance(dtype)``: relative tolerance for results computed in ``dtype``
+    (float32 ~5e-3, float64 ~1e-5)."""
+    return lambda dtype: 5e-3 if np.dtype(dtype) == np.float32 else 1e-5
 
 
 @pytest.fixture
