@@ -152,8 +152,8 @@ def wide_resnet(depth: int = 16, *, width_multiplier: int = 4, base_channels: in
     Examples
     --------
     >>> import numpy as np, kernels
-    >>> _, _, kernel_fn = kernels.wide_resnet(10, width_multiplier=1, base_channels=4)
-    >>> kernel_fn(np.ones((2, 8, 8, 3)), None, "ntk").shape
+    >>> arch = kernels.wide_resnet(10, width_multiplier=1, base_channels=4)
+    >>> kernels.kernel_matrix(arch, np.ones((2, 8, 8, 3)), kind="ntk").shape
     (2, 2)
     """
     if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
