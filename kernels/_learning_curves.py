@@ -41,12 +41,13 @@ def _mse(pred, target):
     return float(np.mean(err if err.ndim == 1 else err.sum(axis=1)))
 
 
-def _nested_kernel_ridge(K_train, K_test_train, y_train, y_test, D, ridge):
+def _nested_kernel_ridge(K_train, K_test_train, y_train, y_test, D, ridge, coef_to_risk=None):
     """Test/train MSE of KRR for each nested size in ``D`` from one Cholesky factor.
 
     The Cholesky factor of a leading block is the leading block of the factor, so one
     factorisation of the largest training set serves every smaller one. Ridgeless systems
     that are singular fall back to a minimum-norm least-squares solve per size.
+    ``coef_to_risk(d, alpha)``, when given, replaces the test-set error by an exact risk.
     """
     Dmax = int(D[-1])
     A = K_train[:Dmax, :Dmax] + ridge * np.eye(Dmax)
@@ -62,7 +63,7 @@ def _nested_kernel_ridge(K_train, K_test_train, y_train, y_test, D, ridge):
             alpha = scipy.linalg.cho_solve((L[:d, :d], True), yd)
         else:
             alpha = scipy.linalg.lstsq(A[:d, :d], yd, lapack_driver="gelsd")[0]
-        test.append(_mse(K_test_train[:, :d] @ alpha, y_test))
+        test.append(_mse(K_test_train[:, :d] @ alpha, y_test) if coef_to_risk is None else coef_to_risk(d, alpha))
         train.append(_mse(K_train[:d, :d] @ alpha, yd))
     return np.array(test), np.array(train)
 
@@ -130,8 +131,8 @@ def krr_learning_curve(K, y, D, *, n_test: int, ridge: float = 0.0, seeds=4, key
     )
 
 
-def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int, ridge: float = 0.0, seeds=4,
-                      key=0) -> xr.Dataset:
+def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int = 0, ridge: float = 0.0, seeds=4,
+                      key=0, population_covariance=None) -> xr.Dataset:
     r"""Measured random-feature ridge regression over a ``(P, D)`` grid.
 
     The model is kernel ridge regression with the finite kernel ``K_P = F F^T / P`` of the
@@ -152,6 +153,12 @@ def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int, 
     D, P : increasing ints
     n_test, ridge, seeds, key
         As in :func:`krr_learning_curve`.
+    population_covariance : array (P_max + 1, P_max + 1), optional
+        The joint covariance of (features, target) when it is known (Gaussian
+        teacher-student tasks, :meth:`experiments.TeacherStudent.sample_features`). The
+        test error is then the exact population risk of each fitted predictor,
+        ``theta^T S_ff theta - 2 theta^T s_fy + s_yy``, free of test-set noise, and
+        ``n_test`` may be 0 (every point is a training candidate).
 
     Returns
     -------
@@ -168,8 +175,14 @@ def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int, 
     """
     y = np.asarray(y, dtype=np.float64)
     N = y.shape[0]
-    if not isinstance(n_test, (int, np.integer)) or not 1 <= n_test < N:
-        raise ValueError(f"n_test must be an integer in [1, {N - 1}], got {n_test!r}")
+    low = 0 if population_covariance is not None else 1
+    if not isinstance(n_test, (int, np.integer)) or not low <= n_test < N:
+        raise ValueError(f"n_test must be an integer in [{low}, {N - 1}], got {n_test!r}")
+    cov = None
+    if population_covariance is not None:
+        cov = np.asarray(population_covariance, dtype=np.float64)
+        if y.ndim != 1 or cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
+            raise ValueError("population_covariance needs a scalar target and a square (P_max + 1) covariance")
     D = _sizes("D", D, N - n_test)
     if not (np.isfinite(ridge) and ridge >= 0):
         raise ValueError(f"ridge must be finite and >= 0, got {ridge!r}")
@@ -186,9 +199,11 @@ def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int, 
             raise ValueError("features contain non-finite values")
         if P_checked is None:
             P_checked = _sizes("P", P, F.shape[1])
+            if cov is not None and cov.shape[0] != F.shape[1] + 1:
+                raise ValueError(f"population_covariance must be {F.shape[1] + 1} x {F.shape[1] + 1}, got {cov.shape}")
         perm = _permutation(k_split, N)
         te, tr = perm[:n_test], perm[n_test:n_test + D[-1]]
-        te_out, tr_out = _rf_grid(F[tr], F[te], y[tr], y[te], D, P_checked, ridge)
+        te_out, tr_out = _rf_grid(F[tr], F[te], y[tr], y[te], D, P_checked, ridge, cov)
         rows_test.append(te_out)
         rows_train.append(tr_out)
     test, train = np.stack(rows_test), np.stack(rows_train)
@@ -196,11 +211,12 @@ def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int, 
         {"test_mse": (("seed", "P", "D"), test), "train_mse": (("seed", "P", "D"), train)},
         coords={"seed": seeds, "P": P_checked, "D": D},
         attrs={"model": "linear random-feature ridge regression (K_P = F F^T / P)", "ridge": float(ridge),
-               "n_test": int(n_test), "pool_size": int(N)},
+               "n_test": int(n_test), "pool_size": int(N),
+               "test_error": "exact population risk" if cov is not None else f"mean over {n_test} test points"},
     )
 
 
-def _rf_grid(F_tr, F_te, y_tr, y_te, D, P, ridge):
+def _rf_grid(F_tr, F_te, y_tr, y_te, D, P, ridge, cov=None):
     test = np.empty((len(P), len(D)))
     train = np.empty_like(test)
     K_tr = np.zeros((F_tr.shape[0], F_tr.shape[0]))
@@ -211,12 +227,19 @@ def _rf_grid(F_tr, F_te, y_tr, y_te, D, P, ridge):
         K_tr = (prev * K_tr + blk_tr @ blk_tr.T) / p  # K_P from K_{P_prev}: no recomputation
         K_te = (prev * K_te + blk_te @ blk_tr.T) / p
         prev = p
+
+        def risk(theta, p=p):  # exact population risk of the linear predictor f . theta
+            return float(theta @ cov[:p, :p] @ theta - 2.0 * theta @ cov[:p, -1] + cov[-1, -1])
+
+        def dual_risk(d, alpha, p=p):  # dual coefficients -> primal weights theta = F^T alpha / P
+            return risk(F_tr[:d, :p].T @ alpha / p)
+
         dual = D if ridge > 0 else D[D <= p]
         if dual.size:
-            t, r = _nested_kernel_ridge(K_tr, K_te, y_tr, y_te, dual, ridge)
+            t, r = _nested_kernel_ridge(K_tr, K_te, y_tr, y_te, dual, ridge, None if cov is None else dual_risk)
             test[a, : dual.size], train[a, : dual.size] = t, r
         for b, d in enumerate(D[dual.size:], start=dual.size):  # ridgeless, D > P: primal
             theta = scipy.linalg.lstsq(F_tr[:d, :p], y_tr[:d], lapack_driver="gelsd")[0]
-            test[a, b] = _mse(F_te[:, :p] @ theta, y_te)
+            test[a, b] = _mse(F_te[:, :p] @ theta, y_te) if cov is None else risk(theta)
             train[a, b] = _mse(F_tr[:d, :p] @ theta, y_tr[:d])
     return test, train

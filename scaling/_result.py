@@ -18,7 +18,9 @@ STATUSES = ("converged", "grid_edge", "at_bound", "max_iter", "not_converged", "
 
 
 def _scalar_or_array(a: np.ndarray):
-    return a[()] if a.ndim == 0 else a
+    if a.ndim:
+        return a
+    return a.item() if a.dtype.kind in "USbO" else a[()]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -188,17 +190,20 @@ class FitResult:
         r = np.nan_to_num(self.residuals().reshape(self.y.shape))
         return _scalar_or_array((self.w * r**2).sum(axis=-1).reshape(self.batch_shape))
 
+    def _n_log_sigma2(self) -> np.ndarray:
+        n = np.asarray(self.n_points, dtype=float)
+        with np.errstate(divide="ignore"):  # an exact fit (rss = 0) has criterion -inf
+            return n * np.log(np.asarray(self.rss, dtype=float) / n)
+
     @property
     def aic(self) -> np.ndarray:
-        """Akaike information criterion of a Gaussian model of the residuals."""
-        n = np.asarray(self.n_points)
-        return n * np.log(np.asarray(self.rss) / n) + 2 * self.n_params
+        """Akaike information criterion of a Gaussian model of the residuals (-inf if exact)."""
+        return self._n_log_sigma2() + 2 * self.n_params
 
     @property
     def bic(self) -> np.ndarray:
-        """Bayesian information criterion of a Gaussian model of the residuals."""
-        n = np.asarray(self.n_points)
-        return n * np.log(np.asarray(self.rss) / n) + self.n_params * np.log(n)
+        """Bayesian information criterion of a Gaussian model of the residuals (-inf if exact)."""
+        return self._n_log_sigma2() + self.n_params * np.log(np.asarray(self.n_points, dtype=float))
 
     # ------------------------------------------------------------ uncertainty
     @functools.cached_property

@@ -1,0 +1,179 @@
+"""The four scaling regimes on a (D, P) grid: edge classifications and the regime map."""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from ._classify import classify
+
+EDGES = {
+    # name: (varying dim, fixed at, region condition, expected regime)
+    "data_at_large_model": ("D", "max", "D <= P / ratio", "resolution-limited"),
+    "model_at_large_data": ("P", "max", "P <= D / ratio", "resolution-limited"),
+    "data_at_small_model": ("D", "min", "D >= ratio * P", "variance-limited"),
+    "model_at_small_data": ("P", "min", "P >= ratio * D", "variance-limited"),
+}
+
+
+def _mean_curve(da: xr.DataArray, seed: str | None) -> xr.DataArray:
+    if seed and seed in da.dims:
+        return da.mean(seed, skipna=True)
+    return da
+
+
+def edge_curves(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: str | None = "seed",
+                ratio: float = 4.0, variance_ratio: float | None = None) -> dict[str, xr.DataArray]:
+    """The four edge curves of a loss grid, each restricted to its own regime's region.
+
+    ``data_at_large_model``: loss vs D at the largest P, for D <= P/ratio;
+    ``model_at_large_data``: loss vs P at the largest D, for P <= D/ratio;
+    ``data_at_small_model``: loss vs D at the smallest P, for D >= variance_ratio P;
+    ``model_at_small_data``: loss vs P at the smallest D, for P >= variance_ratio D.
+
+    ``variance_ratio`` defaults to ``2 ratio``: near ``D = P`` a ridgeless model's loss goes
+    as ``L_inf D / (D - P)``, whose local exponent ``D / (D - P)`` reaches 1 only far from
+    the interpolation threshold.
+    """
+    da = ds[var] if isinstance(ds, xr.Dataset) else ds
+    for d in (D, P):
+        if d not in da.dims:
+            raise ValueError(f"dimension {d!r} not in {var!r} dims {da.dims}")
+    variance_ratio = 2.0 * ratio if variance_ratio is None else variance_ratio
+    if not ratio >= 1 or not variance_ratio >= 1:
+        raise ValueError(f"ratio and variance_ratio must be >= 1, got {ratio!r}, {variance_ratio!r}")
+    da = _mean_curve(da, seed).transpose(D, P)
+    Dv, Pv = da[D].values.astype(float), da[P].values.astype(float)
+    curves = {}
+    curves["data_at_large_model"] = da.isel({P: -1}).where(da[D] <= Pv[-1] / ratio, drop=True)
+    curves["model_at_large_data"] = da.isel({D: -1}).where(da[P] <= Dv[-1] / ratio, drop=True)
+    curves["data_at_small_model"] = da.isel({P: 0}).where(da[D] >= variance_ratio * Pv[0], drop=True)
+    curves["model_at_small_data"] = da.isel({D: 0}).where(da[P] >= variance_ratio * Dv[0], drop=True)
+    return curves
+
+
+def regime_map(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: str | None = "seed",
+               ratio: float = 4.0, variance_ratio: float | None = None, level: float = 0.95,
+               min_points: int = 5) -> xr.Dataset:
+    r"""Classify the four edges of a loss grid and label every region of the (D, P) plane.
+
+    The paper's four regimes (Bahri et al. 2021, Fig. 1) live on the edges of the grid:
+    data scaling at the largest model and model scaling at the largest data set
+    (resolution-limited), data scaling at the smallest model and model scaling at the
+    smallest data set (variance-limited, ``L - L_inf ~ 1/x``). Each edge curve (seed
+    mean, restricted to its side of ``D = P`` by ``ratio`` for the resolution-limited edges
+    and ``variance_ratio`` for the variance-limited ones, see :func:`edge_curves`) is
+    classified by :func:`regimes.classify`. Cells with ``D <= P/ratio`` form the over-parameterised
+    region, those with ``D >= ratio P`` the under-parameterised one, the band between is
+    the crossover; each region carries the labels measured on its edges.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``edge_label, edge_alpha, edge_alpha_lo, edge_alpha_hi, edge_expected,
+        edge_n_points`` over ``edge``; ``region (D, P)``, ``regime_along_D (D, P)`` and
+        ``regime_along_P (D, P)`` labels; ``loss (D, P)`` (seed mean); attrs ``ratio``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, regimes
+    >>> D = P = np.geomspace(10, 1e5, 21)
+    >>> L = (D[:, None] ** -0.5 + P[None, :] ** -0.5)   # toy additive law
+    >>> m = regimes.regime_map(xr.Dataset({"test_mse": (("D", "P"), L)}, coords={"D": D, "P": P}))
+    >>> str(m.edge_label.sel(edge="data_at_large_model").item())
+    'resolution-limited'
+    """
+    da = ds[var] if isinstance(ds, xr.Dataset) else ds
+    curves = edge_curves(ds, var, D=D, P=P, seed=seed, ratio=ratio, variance_ratio=variance_ratio)
+    names = list(EDGES)
+    labels, alpha, lo, hi, npts, reasons = [], [], [], [], [], []
+    for name in names:
+        c = curves[name]
+        xdim = EDGES[name][0]
+        xv = c[D if xdim == "D" else P].values.astype(float)
+        yv = c.values.astype(float)
+        if np.count_nonzero(np.isfinite(yv)) < min_points:
+            labels.append("undetermined")
+            alpha.append(np.nan), lo.append(np.nan), hi.append(np.nan)
+            npts.append(int(np.count_nonzero(np.isfinite(yv))))
+            reasons.append(f"only {np.count_nonzero(np.isfinite(yv))} grid points on this edge's side of D = P")
+            continue
+        cl = classify(xv, yv, level=level, min_points=min_points, monotone="longest")
+        labels.append(cl.label)
+        alpha.append(cl.alpha), lo.append(cl.alpha_ci[0]), hi.append(cl.alpha_ci[1])
+        npts.append(int(cl.evidence["n_points"]))
+        reasons.append(cl.evidence["reason"])
+    mean = _mean_curve(da, seed).transpose(D, P)
+    Dg, Pg = np.meshgrid(mean[D].values.astype(float), mean[P].values.astype(float), indexing="ij")
+    over = Dg <= Pg / ratio
+    under = Dg >= ratio * Pg
+    region = np.where(over, "over-parameterised", np.where(under, "under-parameterised", "crossover"))
+    lab = dict(zip(names, labels))
+    along_D = np.where(over, lab["data_at_large_model"], np.where(under, lab["data_at_small_model"], "crossover"))
+    along_P = np.where(over, lab["model_at_small_data"], np.where(under, lab["model_at_large_data"], "crossover"))
+    out = xr.Dataset(
+        {
+            "edge_label": ("edge", np.array(labels, dtype=str)),
+            "edge_expected": ("edge", np.array([EDGES[n][3] for n in names], dtype=str)),
+            "edge_alpha": ("edge", np.array(alpha, dtype=float)),
+            "edge_alpha_lo": ("edge", np.array(lo, dtype=float)),
+            "edge_alpha_hi": ("edge", np.array(hi, dtype=float)),
+            "edge_n_points": ("edge", np.array(npts)),
+            "edge_reason": ("edge", np.array(reasons, dtype=str)),
+            "region": ((D, P), region.astype(str)),
+            "regime_along_D": ((D, P), along_D.astype(str)),
+            "regime_along_P": ((D, P), along_P.astype(str)),
+            "loss": ((D, P), mean.values),
+        },
+        coords={"edge": names, D: mean[D].values, P: mean[P].values},
+        attrs={**da.attrs, "ratio": float(ratio), "variance_ratio": float(variance_ratio or 2 * ratio),
+               "level": float(level), "variable": var},
+    )
+    return out
+
+
+def plot_regime_map(rmap: xr.Dataset, *, ax=None, D: str = "D", P: str = "P", units: str = ""):
+    """Figure of a :func:`regime_map`: loss over the (D, P) plane, the regions, the edges.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 4.5))
+    Dv, Pv = rmap[D].values.astype(float), rmap[P].values.astype(float)
+    loss = rmap["loss"].values
+    mesh = ax.pcolormesh(Pv, Dv, np.where(loss > 0, loss, np.nan), shading="nearest",
+                         norm=LogNorm(), cmap="viridis")
+    plt.colorbar(mesh, ax=ax, label=f"loss{f' ({units})' if units else ''}")
+    r = float(rmap.attrs.get("ratio", 2.0))
+    lim = [min(Dv.min(), Pv.min()), max(Dv.max(), Pv.max())]
+    ax.plot(lim, lim, "w-", lw=1.5, label="D = P")
+    ax.plot(lim, [v * r for v in lim], "w:", lw=1)
+    ax.plot(lim, [v / r for v in lim], "w:", lw=1, label=f"D = P x {r:g}^(+-1)")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(Pv.min(), Pv.max())
+    ax.set_ylim(Dv.min(), Dv.max())
+    ax.set_xlabel(f"model size {P}")
+    ax.set_ylabel(f"data set size {D}")
+    pos = {
+        "data_at_large_model": (0.97, 0.25, "right"),
+        "model_at_large_data": (0.30, 0.97, "center"),
+        "data_at_small_model": (0.03, 0.75, "left"),
+        "model_at_small_data": (0.70, 0.03, "center"),
+    }
+    for name, (px, py, ha) in pos.items():
+        e = rmap.sel(edge=name)
+        a = float(e.edge_alpha)
+        txt = f"{str(e.edge_label.item())}\nalpha = {a:.2f} [{float(e.edge_alpha_lo):.2f}, {float(e.edge_alpha_hi):.2f}]" \
+            if np.isfinite(a) else str(e.edge_label.item())
+        ax.text(px, py, txt, transform=ax.transAxes, ha=ha, va="center", fontsize=7, color="w",
+                bbox=dict(boxstyle="round", fc="k", alpha=0.45, lw=0))
+    ax.text(0.05, 0.93, "over-param.\n(D < P)", transform=ax.transAxes, fontsize=7, color="w", va="top")
+    ax.text(0.95, 0.07, "under-param.\n(D > P)", transform=ax.transAxes, fontsize=7, color="w", ha="right")
+    ax.legend(loc="lower left", fontsize=7, framealpha=0.6, bbox_to_anchor=(0.0, 0.12))
+    return ax
