@@ -1,5 +1,60 @@
-"""Sweeps that run anywhere: tasks, models, resumable storage, executors."""
+"""Sweeps that run anywhere: tasks, models, resumable storage, executors.
 
+>>> import experiments
+>>> sorted(experiments.SweepSpec.__dataclass_fields__)[:3]
+['grid', 'model', 'n_test']
+"""
+
+from ._datasets import (
+    Dataset,
+    load_cifar10,
+    load_cifar100,
+    load_dataset,
+    load_digits,
+    load_fashion_mnist,
+    load_mnist,
+    load_svhn,
+    read_idx,
+    write_idx,
+)
+from ._features import load_embeddings, penultimate_features
+from ._networks import Network, TrainConfig, network, predict, train, width_for_parameters
+from ._run import run, summary
+from ._spec import SweepSpec
+from ._store import export_netcdf, load
 from ._teacher_student import TeacherStudent, teacher_student
+from ._transforms import add_input_noise, nested_subsets, standardize, superclass
+from ._units import run_unit
 
-__all__ = ["TeacherStudent", "teacher_student"]
+__all__ = [
+    "Dataset",
+    "Network",
+    "SweepSpec",
+    "TeacherStudent",
+    "TrainConfig",
+    "add_input_noise",
+    "export_netcdf",
+    "load",
+    "load_cifar10",
+    "load_cifar100",
+    "load_dataset",
+    "load_digits",
+    "load_embeddings",
+    "load_fashion_mnist",
+    "load_mnist",
+    "load_svhn",
+    "nested_subsets",
+    "network",
+    "penultimate_features",
+    "predict",
+    "read_idx",
+    "run",
+    "run_unit",
+    "standardize",
+    "summary",
+    "superclass",
+    "teacher_student",
+    "train",
+    "width_for_parameters",
+    "write_idx",
+]

@@ -7,7 +7,7 @@ neural-tangents is imported in exactly one place (``kernels._nt``); use ``kernel
 from ._architectures import cnn, mlp, myrtle, wide_resnet, wide_resnet_block
 from ._empirical import empirical_kernel
 from ._kernel_matrix import kernel_function, kernel_matrix
-from ._learning_curves import krr_learning_curve, rf_learning_curve
+from ._learning_curves import kernel_ridge_nested, krr_learning_curve, rf_learning_curve, rf_ridge_grid
 from ._nt import nt, stax
 from ._random_features import random_feature_kernel, random_features, random_projection_features
 from ._spectrum import Spectrum, SpectralExponent, spectral_exponent, spectrum, target_exponent
@@ -21,6 +21,7 @@ __all__ = [
     "kare",
     "kernel_function",
     "kernel_matrix",
+    "kernel_ridge_nested",
     "krr_learning_curve",
     "krr_risk",
     "krr_theory",
@@ -31,6 +32,7 @@ __all__ = [
     "random_features",
     "random_projection_features",
     "rf_learning_curve",
+    "rf_ridge_grid",
     "rf_risk",
     "rf_theory",
     "spectral_exponent",

@@ -37,7 +37,8 @@ def _positive_int(name, value):
 
 
 def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0,
-        width: int = 512, out_dim: int = 1, W_std_out: float = 1.0, parameterization: str = "ntk"):
+        width: int = 512, out_dim: int = 1, W_std_out: float = 1.0, parameterization: str = "ntk",
+        readout: bool = True):
     """Fully connected network with ``depth`` hidden layers.
 
     Parameters
@@ -55,6 +56,9 @@ def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), 
     W_std_out : float
         Readout weight standard deviation.
     parameterization : {"ntk", "standard"}
+    readout : bool
+        Without the readout the network maps inputs to its last hidden layer (its features;
+        the kernel is then that layer's NNGP/NTK).
 
     Returns
     -------
@@ -75,17 +79,19 @@ def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), 
     for _ in range(depth):
         layers += [stax.Dense(width, W_std=W_std, b_std=b_std, parameterization=parameterization),
                    _activation(activation)]
-    layers.append(stax.Dense(out_dim, W_std=W_std_out, b_std=b_std, parameterization=parameterization))
+    if readout:
+        layers.append(stax.Dense(out_dim, W_std=W_std_out, b_std=b_std, parameterization=parameterization))
     return stax.serial(*layers)
 
 
 def cnn(depth: int, *, channels: int = 128, filter_shape: tuple[int, int] = (3, 3), activation: str = "relu",
         W_std: float = math.sqrt(2.0), b_std: float = 0.0, pool: str = "global", out_dim: int = 1,
-        parameterization: str = "ntk"):
+        parameterization: str = "ntk", readout: bool = True):
     """Convolutional network: ``depth`` same-padded conv + activation layers, then a readout.
 
     Inputs are NHWC images. ``pool="global"`` averages over space before the readout (a
-    translation-invariant kernel); ``pool="flatten"`` reads out every position.
+    translation-invariant kernel); ``pool="flatten"`` reads out every position. With
+    ``readout=False`` the network ends with the pooled features.
 
     Examples
     --------
@@ -103,7 +109,8 @@ def cnn(depth: int, *, channels: int = 128, filter_shape: tuple[int, int] = (3, 
         layers += [stax.Conv(channels, filter_shape, padding="SAME", W_std=W_std, b_std=b_std,
                              parameterization=parameterization), _activation(activation)]
     layers.append(stax.GlobalAvgPool() if pool == "global" else stax.Flatten())
-    layers.append(stax.Dense(out_dim, W_std=1.0, b_std=b_std, parameterization=parameterization))
+    if readout:
+        layers.append(stax.Dense(out_dim, W_std=1.0, b_std=b_std, parameterization=parameterization))
     return stax.serial(*layers)
 
 
@@ -146,8 +153,11 @@ def wide_resnet_block(channels: int, strides: tuple[int, int] = (1, 1), *, chann
     return stax.serial(stax.FanOut(2), stax.parallel(main, shortcut), stax.FanInSum())
 
 
-def wide_resnet(depth: int = 16, *, width_multiplier: int = 4, base_channels: int = 16, out_dim: int = 1):
+def wide_resnet(depth: int = 16, *, width_multiplier: int = 4, base_channels: int = 16, out_dim: int = 1,
+                readout: bool = True):
     """Wide ResNet WRN-``depth``-``width_multiplier`` (``depth = 6 n + 4``).
+
+    With ``readout=False`` the network ends with the globally pooled features.
 
     Examples
     --------
@@ -165,5 +175,7 @@ def wide_resnet(depth: int = 16, *, width_multiplier: int = 4, base_channels: in
         ch = base_channels * width_multiplier * 2**stage
         layers.append(wide_resnet_block(ch, stride, channel_mismatch=True))
         layers += [wide_resnet_block(ch) for _ in range(n - 1)]
-    layers += [stax.Relu(), stax.GlobalAvgPool(), stax.Dense(out_dim)]
+    layers += [stax.Relu(), stax.GlobalAvgPool()]
+    if readout:
+        layers.append(stax.Dense(out_dim))
     return stax.serial(*layers)

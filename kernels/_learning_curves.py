@@ -41,31 +41,81 @@ def _mse(pred, target):
     return float(np.mean(err if err.ndim == 1 else err.sum(axis=1)))
 
 
-def _nested_kernel_ridge(K_train, K_test_train, y_train, y_test, D, ridge, coef_to_risk=None):
-    """Test/train MSE of KRR for each nested size in ``D`` from one Cholesky factor.
+def _accuracy(pred, target):
+    if pred.ndim == 1:
+        return np.nan
+    return float(np.mean(np.argmax(pred, axis=1) == np.argmax(target, axis=1)))
 
-    The Cholesky factor of a leading block is the leading block of the factor, so one
-    factorisation of the largest training set serves every smaller one. Ridgeless systems
-    that are singular fall back to a minimum-norm least-squares solve per size.
+
+def _nested_kernel_ridge(K_train, K_test_train, y_train, y_test, D, ridge, coef_to_risk=None, accuracy=None):
+    """Test/train MSE of KRR for each nested size in ``D`` from one factorisation.
+
+    The Cholesky factor of a leading block is the leading block of the factor, and the
+    inverse of a leading block of a triangular matrix is the leading block of its inverse:
+    with ``Linv = L^-1`` and ``z = Linv y``, the coefficients of size ``d`` are
+    ``Linv[:d, :d]^T z[:d]``, plain products on views (no per-size solve or copy).
+    Ridgeless systems that are singular fall back to minimum-norm least squares per size.
     ``coef_to_risk(d, alpha)``, when given, replaces the test-set error by an exact risk.
     """
+    from scipy.linalg import lapack
+
     Dmax = int(D[-1])
-    A = K_train[:Dmax, :Dmax] + ridge * np.eye(Dmax)
-    try:
-        L = scipy.linalg.cholesky(A, lower=True)
-        ok = np.all(np.diag(L) > 1e-10 * np.sqrt(np.max(np.diag(A))))
-    except np.linalg.LinAlgError:
-        ok = False
+    A = np.array(K_train[:Dmax, :Dmax], dtype=np.float64, order="F")
+    A[np.diag_indices(Dmax)] += ridge
+    L, info = lapack.dpotrf(A, lower=1, overwrite_a=1)
+    ok = info == 0 and np.all(np.diag(L) > 1e-10 * np.sqrt(np.max(np.abs(np.diag(K_train[:Dmax, :Dmax]))) + ridge))
+    if ok:
+        Linv, info = lapack.dtrtri(L, lower=1, overwrite_c=1)
+        ok = info == 0
+    if ok:
+        z = Linv @ y_train[:Dmax]
+    else:
+        A = K_train[:Dmax, :Dmax] + ridge * np.eye(Dmax)
     test, train = [], []
     for d in D:
         yd = y_train[:d]
         if ok:
-            alpha = scipy.linalg.cho_solve((L[:d, :d], True), yd)
+            alpha = Linv[:d, :d].T @ z[:d]
         else:
             alpha = scipy.linalg.lstsq(A[:d, :d], yd, lapack_driver="gelsd")[0]
-        test.append(_mse(K_test_train[:, :d] @ alpha, y_test) if coef_to_risk is None else coef_to_risk(d, alpha))
+        if coef_to_risk is None:
+            pred = K_test_train[:, :d] @ alpha
+            test.append(_mse(pred, y_test))
+            if accuracy is not None:
+                accuracy.append(_accuracy(pred, y_test))
+        else:
+            test.append(coef_to_risk(d, alpha))
         train.append(_mse(K_train[:d, :d] @ alpha, yd))
     return np.array(test), np.array(train)
+
+
+def kernel_ridge_nested(K_train, K_test_train, y_train, y_test, D, *, ridge: float = 0.0):
+    """Kernel ridge regression for every nested training size in ``D``, one factorisation.
+
+    The building block of :func:`krr_learning_curve` for callers with their own splits:
+    ``K_train`` is the Gram matrix of the training candidates in order (size ``D[-1]``),
+    ``K_test_train`` the test-train kernel; the first ``d`` candidates train size ``d``.
+
+    Returns
+    -------
+    dict of arrays over ``D``: ``test_mse``, ``train_mse``, ``test_accuracy`` (argmax
+    agreement for several outputs, NaN for one).
+
+    Examples
+    --------
+    >>> import numpy as np, kernels
+    >>> x = np.linspace(0, 1, 30)[:, None]
+    >>> K = np.exp(-(x - x.T) ** 2 / 0.1)
+    >>> out = kernels.kernel_ridge_nested(K[:20, :20], K[20:, :20], x[:20, 0], x[20:, 0], [5, 20], ridge=1e-6)
+    >>> bool(out["test_mse"][1] < out["test_mse"][0])
+    True
+    """
+    D = _sizes("D", D, np.shape(K_train)[0])
+    acc = []
+    test, train = _nested_kernel_ridge(np.asarray(K_train, np.float64), np.asarray(K_test_train, np.float64),
+                                       np.asarray(y_train, np.float64), np.asarray(y_test, np.float64), D, ridge,
+                                       accuracy=acc)
+    return {"test_mse": test, "train_mse": train, "test_accuracy": np.array(acc)}
 
 
 def krr_learning_curve(K, y, D, *, n_test: int, ridge: float = 0.0, seeds=4, key=0) -> xr.Dataset:
@@ -216,16 +266,23 @@ def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int =
     )
 
 
-def _rf_grid(F_tr, F_te, y_tr, y_te, D, P, ridge, cov=None):
-    test = np.empty((len(P), len(D)))
-    train = np.empty_like(test)
-    K_tr = np.zeros((F_tr.shape[0], F_tr.shape[0]))
-    K_te = np.zeros((F_te.shape[0], F_tr.shape[0]))
+def _rf_grid(F_tr, F_te, y_tr, y_te, D, P, ridge, cov=None, acc=None):
+    """Every (P, D) cell, sharing work. For each P: sizes D < P are solved in the dual
+    (kernel K_P = F F^T / P, one factorisation for all of them), sizes D >= P in the primal
+    (P x P normal equations accumulated over the nested D), or, ridgeless, by minimum-norm
+    least squares."""
+    test = np.full((len(P), len(D)), np.nan)
+    train = np.full_like(test, np.nan)
+    accs = np.full_like(test, np.nan)
+    n_dual_max = int(D[D < P[-1]].max()) if np.any(D < P[-1]) else 0
+    K_tr = np.zeros((n_dual_max, n_dual_max))
+    K_te = np.zeros((F_te.shape[0], n_dual_max))
     prev = 0
     for a, p in enumerate(P):
-        blk_tr, blk_te = F_tr[:, prev:p], F_te[:, prev:p]
-        K_tr = (prev * K_tr + blk_tr @ blk_tr.T) / p  # K_P from K_{P_prev}: no recomputation
-        K_te = (prev * K_te + blk_te @ blk_tr.T) / p
+        if n_dual_max:
+            blk_tr, blk_te = F_tr[:n_dual_max, prev:p], F_te[:, prev:p]
+            K_tr = (prev * K_tr + blk_tr @ blk_tr.T) / p  # K_P from K_{P_prev}: no recomputation
+            K_te = (prev * K_te + blk_te @ blk_tr.T) / p
         prev = p
 
         def risk(theta, p=p):  # exact population risk of the linear predictor f . theta
@@ -234,12 +291,68 @@ def _rf_grid(F_tr, F_te, y_tr, y_te, D, P, ridge, cov=None):
         def dual_risk(d, alpha, p=p):  # dual coefficients -> primal weights theta = F^T alpha / P
             return risk(F_tr[:d, :p].T @ alpha / p)
 
-        dual = D if ridge > 0 else D[D <= p]
+        dual = D[D < p]
         if dual.size:
-            t, r = _nested_kernel_ridge(K_tr, K_te, y_tr, y_te, dual, ridge, None if cov is None else dual_risk)
+            row_acc = []
+            m = int(dual[-1])
+            t, r = _nested_kernel_ridge(K_tr[:m, :m], K_te[:, :m], y_tr, y_te, dual, ridge,
+                                        None if cov is None else dual_risk, accuracy=row_acc)
             test[a, : dual.size], train[a, : dual.size] = t, r
-        for b, d in enumerate(D[dual.size:], start=dual.size):  # ridgeless, D > P: primal
-            theta = scipy.linalg.lstsq(F_tr[:d, :p], y_tr[:d], lapack_driver="gelsd")[0]
-            test[a, b] = _mse(F_te[:, :p] @ theta, y_te) if cov is None else risk(theta)
-            train[a, b] = _mse(F_tr[:d, :p] @ theta, y_tr[:d])
+            if row_acc:
+                accs[a, : dual.size] = row_acc
+        Fp, Fte_p = F_tr[:, :p], F_te[:, :p]
+        G = np.zeros((p, p))
+        rhs = np.zeros((p,) + y_tr.shape[1:])
+        done = 0
+        for b in range(dual.size, len(D)):
+            d = int(D[b])
+            if ridge > 0:
+                G += Fp[done:d].T @ Fp[done:d]  # normal equations grow with the nested D
+                rhs += Fp[done:d].T @ y_tr[done:d]
+                done = d
+                A = G + ridge * p * np.eye(p)
+                theta = scipy.linalg.cho_solve(scipy.linalg.cho_factor(A, lower=True, check_finite=False), rhs,
+                                               check_finite=False)
+            else:
+                theta = scipy.linalg.lstsq(Fp[:d], y_tr[:d], lapack_driver="gelsd")[0]
+            if cov is None:
+                pred = Fte_p @ theta
+                test[a, b] = _mse(pred, y_te)
+                accs[a, b] = _accuracy(pred, y_te)
+            else:
+                test[a, b] = risk(theta)
+            train[a, b] = _mse(Fp[:d] @ theta, y_tr[:d])
+    if acc is not None:
+        acc.extend(accs.tolist())
     return test, train
+
+
+def rf_ridge_grid(F_train, y_train, F_test, y_test, D, P, *, ridge: float = 0.0, population_covariance=None):
+    """Random-feature ridge regression over a ``(P, D)`` grid with work shared across it.
+
+    The building block of :func:`rf_learning_curve` for callers with their own splits: the
+    first ``d`` rows of ``F_train`` train size ``d``, the first ``p`` columns are the
+    ``p``-feature model. Gram matrices grow incrementally with ``P``; one Cholesky factor
+    per ``P`` serves every ``D``.
+
+    Returns
+    -------
+    dict of ``(P, D)`` arrays: ``test_mse``, ``train_mse``, ``test_accuracy``.
+
+    Examples
+    --------
+    >>> import numpy as np, kernels
+    >>> F = np.random.default_rng(0).standard_normal((120, 40))
+    >>> out = kernels.rf_ridge_grid(F[:100], F[:100, 0], F[100:], F[100:, 0], [20, 100], [10, 40])
+    >>> out["test_mse"].shape
+    (2, 2)
+    """
+    F_train = np.asarray(F_train, np.float64)
+    F_test = np.asarray(F_test, np.float64)
+    D = _sizes("D", D, F_train.shape[0])
+    P = _sizes("P", P, F_train.shape[1])
+    cov = None if population_covariance is None else np.asarray(population_covariance, np.float64)
+    acc = []
+    test, train = _rf_grid(F_train, F_test, np.asarray(y_train, np.float64), np.asarray(y_test, np.float64), D, P,
+                           float(ridge), cov, acc)
+    return {"test_mse": test, "train_mse": train, "test_accuracy": np.asarray(acc, dtype=float)}

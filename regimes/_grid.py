@@ -16,13 +16,31 @@ EDGES = {
 }
 
 
+LOSS_NAMES = ("test_loss", "test_mse", "loss")
+
+
+def loss_variable(ds, var: str | None = None) -> xr.DataArray:
+    """The loss DataArray of a sweep: ``ds[var]``, or the first of ``test_loss``, ``test_mse``,
+    ``loss`` present (sweeps write ``test_loss``; kernels' learning curves ``test_mse``)."""
+    if isinstance(ds, xr.DataArray):
+        return ds
+    if var is not None:
+        if var not in ds.data_vars:
+            raise ValueError(f"no variable {var!r}; available: {list(ds.data_vars)}")
+        return ds[var]
+    for name in LOSS_NAMES:
+        if name in ds.data_vars:
+            return ds[name]
+    raise ValueError(f"no loss variable ({', '.join(LOSS_NAMES)}) in {list(ds.data_vars)}: pass var=...")
+
+
 def _mean_curve(da: xr.DataArray, seed: str | None) -> xr.DataArray:
     if seed and seed in da.dims:
         return da.mean(seed, skipna=True)
     return da
 
 
-def edge_curves(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: str | None = "seed",
+def edge_curves(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: str | None = "seed",
                 ratio: float = 4.0, variance_ratio: float | None = None) -> dict[str, xr.DataArray]:
     """The four edge curves of a loss grid, each restricted to its own regime's region.
 
@@ -35,7 +53,7 @@ def edge_curves(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: 
     as ``L_inf D / (D - P)``, whose local exponent ``D / (D - P)`` reaches 1 only far from
     the interpolation threshold.
     """
-    da = ds[var] if isinstance(ds, xr.Dataset) else ds
+    da = loss_variable(ds, var)
     for d in (D, P):
         if d not in da.dims:
             raise ValueError(f"dimension {d!r} not in {var!r} dims {da.dims}")
@@ -52,7 +70,7 @@ def edge_curves(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: 
     return curves
 
 
-def regime_map(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: str | None = "seed",
+def regime_map(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: str | None = "seed",
                ratio: float = 4.0, variance_ratio: float | None = None, level: float = 0.95,
                min_points: int = 5) -> xr.Dataset:
     r"""Classify the four edges of a loss grid and label every region of the (D, P) plane.
@@ -83,7 +101,7 @@ def regime_map(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: s
     >>> str(m.edge_label.sel(edge="data_at_large_model").item())
     'resolution-limited'
     """
-    da = ds[var] if isinstance(ds, xr.Dataset) else ds
+    da = loss_variable(ds, var)
     curves = edge_curves(ds, var, D=D, P=P, seed=seed, ratio=ratio, variance_ratio=variance_ratio)
     names = list(EDGES)
     labels, alpha, lo, hi, npts, reasons = [], [], [], [], [], []
@@ -127,7 +145,7 @@ def regime_map(ds, var: str = "test_mse", *, D: str = "D", P: str = "P", seed: s
         },
         coords={"edge": names, D: mean[D].values, P: mean[P].values},
         attrs={**da.attrs, "ratio": float(ratio), "variance_ratio": float(variance_ratio or 2 * ratio),
-               "level": float(level), "variable": var},
+               "level": float(level), "variable": str(da.name)},
     )
     return out
 

@@ -1,0 +1,178 @@
+"""Run a sweep locally, on every local device, or on a Dask cluster; resume what a store lacks."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import traceback
+
+import numpy as np
+import xarray as xr
+
+from ._spec import SweepSpec, as_spec
+from ._store import DONE, FAILED, MISSING, MemoryStore, ZarrStore
+from ._units import model_variables, run_unit
+
+EXECUTORS = ("local", "devices", "dask")
+
+
+def _safe_unit(spec: SweepSpec, unit: dict):
+    """Run one unit; a failure becomes an error message, never a dead sweep."""
+    try:
+        return unit, run_unit(spec, unit), None
+    except Exception as exc:  # noqa: BLE001 - every failure is recorded with its message
+        tb = traceback.extract_tb(exc.__traceback__)
+        where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+        return unit, None, f"{type(exc).__name__}: {exc}{where}"
+
+
+def _device_unit(spec, unit, device):
+    import jax
+
+    with jax.default_device(device):
+        return _safe_unit(spec, unit)
+
+
+def run(spec, *, store=None, executor: str = "local", scheduler: str | None = None, n_workers: int | None = None,
+        retry_failed: bool = True, progress: bool = True) -> xr.Dataset:
+    """Run every cell of a sweep and return the results as an ``xarray.Dataset``.
+
+    Parameters
+    ----------
+    spec : SweepSpec, mapping, or path/text of a TOML spec
+    store : path, optional
+        A zarr store written unit by unit as results arrive. If it exists (a previous,
+        perhaps killed, run of the same spec) only the missing units are computed. Without
+        a store results stay in memory.
+    executor : {"local", "devices", "dask"}
+        ``"local"``: in this process, unit after unit (each unit batched internally).
+        ``"devices"``: one thread per local JAX device (several GPUs), units spread over
+        them. ``"dask"``: units as tasks on a Dask cluster: ``scheduler`` is the address of
+        an existing scheduler (e.g. from dask-jobqueue on SLURM), or None for a local
+        cluster of ``n_workers`` processes. Results are bitwise reproducible wherever the
+        BLAS library and its thread count match (a local cluster inherits this process's);
+        across different hardware they agree to rounding.
+    retry_failed : bool
+        Recompute units that failed in an earlier run.
+    progress : bool
+        A progress bar of cells done / total with an ETA.
+
+    Returns
+    -------
+    xarray.Dataset
+        Metrics (``test_loss``, ``train_loss``, ``test_accuracy``, ``time_s``, ...) over the
+        grid's dims; ``status`` and ``error`` per unit; provenance in attrs.
+        ``attrs["units_computed_last_run"]`` counts the units this call computed.
+
+    Examples
+    --------
+    >>> import experiments
+    >>> spec = experiments.SweepSpec(
+    ...     task={"kind": "teacher_student", "n_features": 2000, "alpha": 0.5},
+    ...     model={"kind": "rf_ridge"},
+    ...     grid={"D": [16, 32, 64], "P": [32, 128], "seed": [0, 1]})
+    >>> ds = experiments.run(spec, progress=False)
+    >>> ds.test_loss.dims, int(ds.status.min())
+    (('D', 'P', 'seed'), 1)
+    """
+    spec = as_spec(spec)
+    if executor not in EXECUTORS:
+        raise ValueError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
+    if scheduler is not None and executor != "dask":
+        raise ValueError("a scheduler address needs executor='dask'")
+    variables = model_variables(spec)
+    sink = ZarrStore(store, spec, variables) if store is not None else MemoryStore(spec, variables)
+    status = sink.status()
+    units = spec.units()
+    todo = [u for u in units
+            if status[tuple(i for i, _ in u.values())] in ((MISSING, FAILED) if retry_failed else (MISSING,))]
+    done_cells = (len(units) - len(todo)) * spec.cells_per_unit
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=spec.n_cells, initial=done_cells, unit="cell", desc=spec.name, smoothing=0.1)
+    failures = 0
+
+    def record(unit, result, error):
+        nonlocal failures
+        sink.write(unit, result, error)
+        failures += error is not None
+        if bar is not None:
+            bar.update(spec.cells_per_unit)
+            if failures:
+                bar.set_postfix(failed_units=failures)
+
+    try:
+        if executor == "local":
+            for u in todo:
+                record(*_safe_unit(spec, u))
+        elif executor == "devices":
+            import jax
+
+            devices = jax.local_devices()
+            with concurrent.futures.ThreadPoolExecutor(len(devices)) as pool:
+                futs = [pool.submit(_device_unit, spec, u, devices[i % len(devices)]) for i, u in enumerate(todo)]
+                for f in concurrent.futures.as_completed(futs):
+                    record(*f.result())
+        else:
+            _run_dask(spec, todo, scheduler, n_workers, record)
+    finally:
+        if bar is not None:
+            bar.close()
+    sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                   units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
+    return sink.load()
+
+
+def _run_dask(spec, todo, scheduler, n_workers, record):
+    try:
+        from distributed import Client, LocalCluster, as_completed
+    except ImportError as exc:
+        raise ImportError("executor='dask' needs dask.distributed: install the 'cluster' extra") from exc
+    cluster = None
+    if scheduler is None:
+        import dask
+
+        # Dask starts workers with one BLAS thread; BLAS summation order (and so the last
+        # bits of every result) depends on the thread count, so local workers get this
+        # process's count and reproduce an in-process run exactly.
+        threads = str(_blas_threads())
+        env = {k: threads for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": env}):
+            cluster = LocalCluster(n_workers=n_workers or 2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None)
+    client = Client(scheduler if scheduler is not None else cluster)
+    try:
+        futures = [client.submit(_safe_unit, spec, u, pure=False) for u in todo]
+        for fut in as_completed(futures):
+            record(*fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _blas_threads() -> int:
+    try:
+        from threadpoolctl import threadpool_info
+
+        counts = [p["num_threads"] for p in threadpool_info() if p.get("user_api") == "blas"]
+        if counts:
+            return int(counts[0])
+    except ImportError:
+        pass
+    import os
+
+    return os.cpu_count() or 1
+
+
+def summary(ds: xr.Dataset) -> str:
+    """A one-paragraph account of a sweep's completeness and failures."""
+    st = ds["status"].values
+    lines = [f"{ds.attrs.get('title', 'sweep')}: {int((st == DONE).sum())}/{st.size} units done, "
+             f"{int((st == FAILED).sum())} failed, {int((st == MISSING).sum())} missing"]
+    errs = ds["error"].values[st == FAILED]
+    for e in np.unique(errs)[:5]:
+        lines.append(f"  failed: {e}")
+    return "\n".join(lines)

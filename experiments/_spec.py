@@ -1,0 +1,245 @@
+"""Declarative sweep specifications: a task, a model, a grid, training settings; validated up front."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from ._networks import TrainConfig
+
+TASKS = {
+    "teacher_student": {"n_features", "alpha", "noise", "teacher_weights", "target_alpha", "population_risk"},
+    "random_network_teacher": {"input_dim", "depth", "width", "activation", "noise", "inputs"},
+    "digits": {"test_fraction"},
+    "mnist": {"path", "source"},
+    "fashion_mnist": {"path", "source"},
+    "cifar10": {"path", "source"},
+    "cifar100": {"path", "source", "label"},
+    "svhn": {"path", "source"},
+    "embeddings": {"path", "variable", "labels", "test_fraction"},
+}
+IMAGE_TASKS = {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn"}
+
+MODELS = {
+    # kind: (dims computed together in one unit, required grid dims, allowed extra dims, params)
+    "rf_ridge": (("D", "P"), {"D", "P", "seed"}, {"noise", "n_classes", "ridge", "pool"},
+                 {"ridge", "features"}),
+    "krr": (("D",), {"D", "seed"}, {"noise", "n_classes", "ridge", "depth", "pool"},
+            {"ridge", "kernel", "depth", "activation", "W_std", "b_std"}),
+    "mlp": (("seed",), {"D", "seed"}, {"width", "P", "depth", "noise", "n_classes", "pool"},
+            {"width", "depth", "parameterization", "activation", "validation_size"}),
+    "cnn": (("seed",), {"D", "seed"}, {"width", "P", "depth", "noise", "n_classes", "pool"},
+            {"width", "depth", "parameterization", "activation", "validation_size"}),
+    "wrn": (("seed",), {"D", "seed"}, {"width", "P", "depth", "noise", "n_classes", "pool"},
+            {"width", "depth", "validation_size"}),
+}
+TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
+
+INTEGER_DIMS = {"D", "P", "seed", "width", "depth", "n_classes", "pool"}
+UNITS = {"D": "samples", "P": "features", "width": "hidden units (channels)", "seed": "1", "noise": "input std",
+         "n_classes": "classes", "ridge": "1", "depth": "layers", "pool": "pixels"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+    """A sweep: ``task`` x ``model`` over every point of ``grid``.
+
+    Parameters
+    ----------
+    task : mapping
+        ``{"kind": ..., **params}``; kinds: ``teacher_student``, ``random_network_teacher``,
+        ``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``,
+        ``embeddings``.
+    model : mapping
+        ``{"kind": ..., **params}``; kinds: ``rf_ridge`` (linear random-feature ridge
+        regression), ``krr`` (NNGP/NTK kernel ridge regression), ``mlp``, ``cnn``, ``wrn``
+        (finite networks trained with optax).
+    grid : mapping
+        Dimension name -> list of values. Always ``D`` (training-set sizes) and ``seed``;
+        ``P`` (features, or a parameter count for networks) for ``rf_ridge``; ``width`` or
+        ``P`` for networks; optional ``noise`` (input noise), ``n_classes``
+        (super-classing), ``ridge``, ``depth``, ``pool`` (average-pool size for images).
+    train : mapping
+        :class:`~experiments.TrainConfig` fields for networks.
+    n_test : int
+        Test points (ignored where the exact population risk is used).
+    name : str
+
+    Examples
+    --------
+    >>> import experiments
+    >>> spec = experiments.SweepSpec(
+    ...     task={"kind": "teacher_student", "n_features": 2000, "alpha": 0.5},
+    ...     model={"kind": "rf_ridge"},
+    ...     grid={"D": [16, 32, 64], "P": [16, 64], "seed": [0, 1]})
+    >>> spec.dims, spec.n_cells
+    (('D', 'P', 'seed'), 12)
+    """
+
+    task: Mapping
+    model: Mapping
+    grid: Mapping
+    train: Mapping = dataclasses.field(default_factory=dict)
+    n_test: int = 1000
+    name: str = "sweep"
+
+    def __post_init__(self):
+        task = dict(self.task)
+        model = dict(self.model)
+        grid = {k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for k, v in dict(self.grid).items()}
+        train = dict(self.train)
+        tk, mk = task.get("kind"), model.get("kind")
+        if tk not in TASKS:
+            raise ValueError(f"unknown task kind {tk!r}; expected one of: {', '.join(TASKS)}")
+        if mk not in MODELS:
+            raise ValueError(f"unknown model kind {mk!r}; expected one of: {', '.join(MODELS)}")
+        bad = set(task) - TASKS[tk] - {"kind"}
+        if bad:
+            raise ValueError(f"unknown {tk} task parameters {sorted(bad)}; allowed: {sorted(TASKS[tk])}")
+        unit_dims, required, extra, params = MODELS[mk]
+        bad = set(model) - params - {"kind"}
+        if bad:
+            raise ValueError(f"unknown {mk} model parameters {sorted(bad)}; allowed: {sorted(params)}")
+        missing = required - set(grid)
+        if missing:
+            raise ValueError(f"grid is missing dims {sorted(missing)} needed by model {mk!r}")
+        bad = set(grid) - required - extra
+        if bad:
+            raise ValueError(f"grid dims {sorted(bad)} are not used by model {mk!r}; allowed: {sorted(required | extra)}")
+        if mk in ("mlp", "cnn", "wrn") and ("width" in grid) == ("P" in grid) and "width" not in model:
+            raise ValueError(f"model {mk!r} needs exactly one of grid dims 'width' or 'P' (a parameter count)")
+        if tk not in IMAGE_TASKS and ("pool" in grid):
+            raise ValueError("grid dim 'pool' (average pooling) applies to image tasks only")
+        if mk in ("cnn", "wrn") and tk not in IMAGE_TASKS:
+            raise ValueError(f"model {mk!r} needs image inputs; task {tk!r} is not an image data set")
+        for d, values in grid.items():
+            if not isinstance(values, list) or not values:
+                raise ValueError(f"grid[{d!r}] must be a non-empty list, got {values!r}")
+            arr = np.asarray(values)
+            if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+                raise ValueError(f"grid[{d!r}] must hold finite numbers, got {values!r}")
+            if d in INTEGER_DIMS and not np.all(arr == np.round(arr)):
+                raise ValueError(f"grid[{d!r}] must hold integers, got {values!r}")
+            if len(set(values)) != len(values):
+                raise ValueError(f"grid[{d!r}] has repeated values {values!r}")
+            if d in ("D", "P", "width", "depth", "n_classes", "pool") and np.any(arr < 1):
+                raise ValueError(f"grid[{d!r}] values must be >= 1, got {values!r}")
+            if d in ("noise", "ridge") and np.any(arr < 0):
+                raise ValueError(f"grid[{d!r}] values must be >= 0, got {values!r}")
+            if d in unit_dims and d != "seed" and np.any(np.diff(arr) <= 0):
+                raise ValueError(f"grid[{d!r}] must be strictly increasing (nested sizes), got {values!r}")
+        bad = set(train) - TRAIN_KEYS
+        if bad:
+            raise ValueError(f"unknown train settings {sorted(bad)}; allowed: {sorted(TRAIN_KEYS)}")
+        if not isinstance(self.n_test, (int, np.integer)) or self.n_test < 0:
+            raise ValueError(f"n_test must be an integer >= 0, got {self.n_test!r}")
+        object.__setattr__(self, "task", task)
+        object.__setattr__(self, "model", model)
+        object.__setattr__(self, "grid", {k: [int(v) if k in INTEGER_DIMS else float(v) for v in vals]
+                                          for k, vals in grid.items()})
+        object.__setattr__(self, "train", train)
+
+    # ------------------------------------------------------------ structure
+    @property
+    def dims(self) -> tuple[str, ...]:
+        return tuple(self.grid)
+
+    @property
+    def unit_dims(self) -> tuple[str, ...]:
+        """Dims computed together inside one work unit (shared data, factorisations, vmap)."""
+        return MODELS[self.model["kind"]][0]
+
+    @property
+    def outer_dims(self) -> tuple[str, ...]:
+        return tuple(d for d in self.dims if d not in self.unit_dims)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(v) for v in self.grid.values())
+
+    @property
+    def n_cells(self) -> int:
+        return int(np.prod(self.shape))
+
+    def units(self) -> list[dict]:
+        """Every work unit: a mapping outer dim -> (index, value)."""
+        outer = self.outer_dims
+        return [dict(zip(outer, ((i, self.grid[d][i]) for d, i in zip(outer, idx))))
+                for idx in itertools.product(*(range(len(self.grid[d])) for d in outer))]
+
+    @property
+    def cells_per_unit(self) -> int:
+        return int(np.prod([len(self.grid[d]) for d in self.unit_dims]))
+
+    # ------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict:
+        return {"name": self.name, "n_test": int(self.n_test), "task": dict(self.task), "model": dict(self.model),
+                "grid": dict(self.grid), "train": dict(self.train)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def fingerprint(self) -> str:
+        """A hash of everything that determines the results (not the name)."""
+        d = self.to_dict()
+        d.pop("name")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "SweepSpec":
+        d = dict(d)
+        unknown = set(d) - {"name", "n_test", "task", "model", "grid", "train"}
+        if unknown:
+            raise ValueError(f"unknown top-level keys {sorted(unknown)}; expected name, n_test, task, model, grid, train")
+        for k in ("task", "model", "grid"):
+            if k not in d:
+                raise ValueError(f"the spec needs a [{k}] table")
+        return cls(task=d["task"], model=d["model"], grid=d["grid"], train=d.get("train", {}),
+                   n_test=d.get("n_test", 1000), name=d.get("name", "sweep"))
+
+    @classmethod
+    def from_toml(cls, source) -> "SweepSpec":
+        """Read a spec from a TOML file path or TOML text.
+
+        Examples
+        --------
+        >>> import experiments
+        >>> spec = experiments.SweepSpec.from_toml('''
+        ... name = "demo"
+        ... [task]
+        ... kind = "digits"
+        ... [model]
+        ... kind = "krr"
+        ... [grid]
+        ... D = [50, 100, 200]
+        ... seed = [0, 1]
+        ... ''')
+        >>> spec.unit_dims
+        ('D',)
+        """
+        text = source
+        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and "=" not in source):
+            text = Path(source).read_text()
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"invalid TOML in spec: {exc}") from None
+        return cls.from_dict(data)
+
+
+def as_spec(spec) -> SweepSpec:
+    if isinstance(spec, SweepSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        return SweepSpec.from_dict(spec)
+    if isinstance(spec, (str, Path)):
+        return SweepSpec.from_toml(spec)
+    raise TypeError(f"spec must be a SweepSpec, a mapping or a TOML path/text, got {type(spec).__name__}")
