@@ -26,6 +26,10 @@ class Dataset(NamedTuple):
     n_classes: int
     name: str
 
+    def __repr__(self) -> str:  # shapes, not pixels
+        return (f"Dataset({self.name!r}, train={self.x_train.shape} {self.x_train.dtype}, "
+                f"test={self.x_test.shape}, n_classes={self.n_classes})")
+
 
 _WHERE = {
     "mnist": ("train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-images-idx3-ubyte[.gz], "

@@ -182,7 +182,10 @@ def _rf_unit(spec, coords, key):
     out = kernels.rf_ridge_grid(F_tr, data.y_pool, F_te, data.y_test, D, P, ridge=ridge,
                                 population_covariance=data.covariance)
     # unit dims are (D, P): transpose from the (P, D) grid
-    return {"test_loss": out["test_mse"].T, "train_loss": out["train_mse"].T, "test_accuracy": out["test_accuracy"].T}
+    result = {"test_loss": out["test_mse"].T, "train_loss": out["train_mse"].T, "test_accuracy": out["test_accuracy"].T}
+    if "floor_mse" in out:  # exact population risk: the excess over the best P-feature predictor
+        result["excess_loss"] = (out["test_mse"] - out["floor_mse"][:, None]).T
+    return result
 
 
 def _krr_unit(spec, coords, key):
@@ -248,8 +251,12 @@ def _net_unit(spec, coords, seed_keys):
 
 
 def model_variables(spec: SweepSpec) -> tuple[str, ...]:
-    extra = ("steps", "converged", "width_used", "n_params") if spec.model["kind"] in ("mlp", "cnn", "wrn") else ()
-    return METRICS + extra
+    if spec.model["kind"] in ("mlp", "cnn", "wrn"):
+        return METRICS + ("steps", "converged", "width_used", "n_params")
+    if (spec.model["kind"] == "rf_ridge" and spec.task["kind"] == "teacher_student"
+            and spec.task.get("population_risk", True)):
+        return METRICS + ("excess_loss",)  # test loss minus the best P-feature risk, exactly
+    return METRICS
 
 
 def run_unit(spec: SweepSpec, unit: dict) -> dict:

@@ -337,7 +337,10 @@ def rf_ridge_grid(F_train, y_train, F_test, y_test, D, P, *, ridge: float = 0.0,
 
     Returns
     -------
-    dict of ``(P, D)`` arrays: ``test_mse``, ``train_mse``, ``test_accuracy``.
+    dict of ``(P, D)`` arrays: ``test_mse``, ``train_mse``, ``test_accuracy``; with a
+    ``population_covariance`` also ``floor_mse (P,)``, the risk of the best linear predictor
+    on the first ``P`` features (``s_yy - s_fy^T S_ff^-1 s_fy``), so that
+    ``test_mse - floor_mse`` is the exact excess risk of finite data.
 
     Examples
     --------
@@ -355,4 +358,7 @@ def rf_ridge_grid(F_train, y_train, F_test, y_test, D, P, *, ridge: float = 0.0,
     acc = []
     test, train = _rf_grid(F_train, F_test, np.asarray(y_train, np.float64), np.asarray(y_test, np.float64), D, P,
                            float(ridge), cov, acc)
-    return {"test_mse": test, "train_mse": train, "test_accuracy": np.asarray(acc, dtype=float)}
+    out = {"test_mse": test, "train_mse": train, "test_accuracy": np.asarray(acc, dtype=float)}
+    if cov is not None:
+        out["floor_mse"] = np.array([cov[-1, -1] - cov[:p, -1] @ np.linalg.solve(cov[:p, :p], cov[:p, -1]) for p in P])
+    return out

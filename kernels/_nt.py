@@ -22,6 +22,10 @@ _JAX_MAX = (0, 6)
 
 class _TensorFlowBridgeStandIn(types.ModuleType):
     def __getattr__(self, name):
+        if name.startswith("__") and name.endswith("__"):
+            # module introspection (getattr(mod, "__file__", None) in pytest plugins, pickle,
+            # inspect) must see an ordinary missing attribute, not an error
+            raise AttributeError(name)
         raise ImportError(
             f"neural_tangents.experimental.{name} (the TensorFlow bridge) is not available: this toolkit "
             "installs neural-tangents without tensorflow/tf2jax and never uses the bridge"

@@ -221,6 +221,11 @@ class SpectralExponent(NamedTuple):
     local_alpha: np.ndarray
     note: str
 
+    def __repr__(self) -> str:  # the local-exponent arrays would drown the numbers a reader wants
+        lo, hi = self.ci
+        return (f"SpectralExponent(alpha={self.alpha:.4g}, ci=({lo:.4g}, {hi:.4g}), "
+                f"index_range={tuple(int(i) for i in self.index_range)}, note={self.note!r})")
+
 
 def _local_slopes(logi, logv, centers, half_width):
     """Slopes of log v vs log i in windows of +-half_width (log units), uniform in log i."""

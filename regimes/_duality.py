@@ -10,20 +10,24 @@ import scaling
 from ._grid import _mean_curve, loss_variable
 
 
-def _edge(da, vary, fixed_dim, ratio):
-    other = da.isel({fixed_dim: -1})
-    bound = float(da[fixed_dim].values[-1]) / ratio
-    return other.where(other[vary] <= bound, drop=True)
+def _edge_mask(da, vary, fixed_dim, ratio, min_size):
+    values = da[vary].values.astype(float)
+    return (values <= float(da[fixed_dim].values[-1]) / ratio) & (values >= min_size)
+
+
+def _edge(da, vary, fixed_dim, ratio, min_size):
+    return da.isel({fixed_dim: -1}).isel({vary: _edge_mask(da, vary, fixed_dim, ratio, min_size)})
 
 
 def duality(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: str | None = "seed",
             ratio: float = 4.0, form: str = "power", alpha_K=None, eigenvalues=None, bootstrap: int = 200,
-            key=0, level: float = 0.95) -> xr.Dataset:
+            key=0, level: float = 0.95, min_size: float = 0) -> xr.Dataset:
     r"""Test the duality ``alpha_D = alpha_P (= alpha_K)`` on a loss grid over (D, P).
 
     ``alpha_D`` is fitted to the loss against ``D`` at the largest ``P`` (restricted to
     ``D <= P_max / ratio``, the resolution-limited side), ``alpha_P`` to the loss against
-    ``P`` at the largest ``D`` (``P <= D_max / ratio``). Intervals come from a bootstrap
+    ``P`` at the largest ``D`` (``P <= D_max / ratio``); sizes below ``min_size`` are left out
+    (the first few eigenmodes make the smallest sizes pre-asymptotic). Intervals come from a bootstrap
     over seeds when the grid has a ``seed`` dim with several seeds (the same resampled
     seeds for both legs, so their difference is paired), else over points. ``form="power"``
     (default) suits curves without a floor inside the window, such as noiseless targets at
@@ -59,8 +63,8 @@ def duality(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: str
         raise ValueError(f"unknown form {form!r}; expected one of: offset, power")
     has_seeds = bool(seed) and seed in da.dims and da.sizes[seed] >= 2
     mean = _mean_curve(da, seed).transpose(D, P)
-    edge_D = _edge(mean, D, P, ratio)
-    edge_P = _edge(mean, P, D, ratio)
+    edge_D = _edge(mean, D, P, ratio, min_size)
+    edge_P = _edge(mean, P, D, ratio, min_size)
     for name, e in (("D", edge_D), ("P", edge_P)):
         if np.count_nonzero(np.isfinite(e.values)) < 5:
             raise ValueError(
@@ -77,8 +81,8 @@ def duality(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: str
         idx = np.asarray(jax.random.randint(k, (bootstrap, S), 0, S))
         full = da.transpose(seed, D, P).values
         resampled = np.nanmean(full[idx], axis=1)  # (B, D, P) with the same seeds for both legs
-        mD = (mean[D].values <= float(mean[P].values[-1]) / ratio)
-        mP = (mean[P].values <= float(mean[D].values[-1]) / ratio)
+        mD = _edge_mask(mean, D, P, ratio, min_size)
+        mP = _edge_mask(mean, P, D, ratio, min_size)
         bD = scaling.fit(form, xD, resampled[:, mD, -1], skipna=True, errors="ignore").params["alpha"]
         bP = scaling.fit(form, xP, resampled[:, -1, mP], skipna=True, errors="ignore").params["alpha"]
         method = f"bootstrap over {S} seeds ({bootstrap} resamples)"

@@ -178,20 +178,19 @@ def plot_regime_map(rmap: xr.Dataset, *, ax=None, D: str = "D", P: str = "P", un
     ax.set_ylim(Dv.min(), Dv.max())
     ax.set_xlabel(f"model size {P}")
     ax.set_ylabel(f"data set size {D}")
-    pos = {
-        "data_at_large_model": (0.97, 0.25, "right"),
-        "model_at_large_data": (0.30, 0.97, "center"),
-        "data_at_small_model": (0.03, 0.75, "left"),
-        "model_at_small_data": (0.70, 0.03, "center"),
-    }
-    for name, (px, py, ha) in pos.items():
-        e = rmap.sel(edge=name)
+    def describe(edge):
+        e = rmap.sel(edge=edge)
         a = float(e.edge_alpha)
-        txt = f"{str(e.edge_label.item())}\nalpha = {a:.2f} [{float(e.edge_alpha_lo):.2f}, {float(e.edge_alpha_hi):.2f}]" \
-            if np.isfinite(a) else str(e.edge_label.item())
-        ax.text(px, py, txt, transform=ax.transAxes, ha=ha, va="center", fontsize=7, color="w",
-                bbox=dict(boxstyle="round", fc="k", alpha=0.45, lw=0))
-    ax.text(0.05, 0.93, "over-param.\n(D < P)", transform=ax.transAxes, fontsize=7, color="w", va="top")
-    ax.text(0.95, 0.07, "under-param.\n(D > P)", transform=ax.transAxes, fontsize=7, color="w", ha="right")
-    ax.legend(loc="lower left", fontsize=7, framealpha=0.6, bbox_to_anchor=(0.0, 0.12))
+        lab = str(e.edge_label.item())
+        return f"{lab}, alpha = {a:.2f} [{float(e.edge_alpha_lo):.2f}, {float(e.edge_alpha_hi):.2f}]" \
+            if np.isfinite(a) else lab
+
+    box = dict(boxstyle="round", fc="k", alpha=0.55, lw=0)
+    ax.text(0.03, 0.97, f"over-parameterised (D < P)\n along D: {describe('data_at_large_model')}\n"
+            f" along P: {describe('model_at_small_data')}", transform=ax.transAxes, ha="left", va="top",
+            fontsize=6.5, color="w", bbox=box)
+    ax.text(0.97, 0.03, f"under-parameterised (D > P)\n along D: {describe('data_at_small_model')}\n"
+            f" along P: {describe('model_at_large_data')}", transform=ax.transAxes, ha="right", va="bottom",
+            fontsize=6.5, color="w", bbox=box)
+    ax.legend(loc="center left", fontsize=6.5, framealpha=0.7)
     return ax
