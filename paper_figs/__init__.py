@@ -1,1 +1,56 @@
-"""placeholder"""
+"""Regenerate the figures of "Explaining Neural Scaling Laws" (Bahri, Dyer, Kaplan, Lee, Sharma).
+
+``python -m paper_figs --preset quick --out DIR`` runs every figure; see :func:`run`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import traceback
+from pathlib import Path
+
+from ._common import PRESETS, Context, Row
+from ._report import write_report
+
+FIGURES = ("fig1_regimes", "fig2_duality", "fig3_pretrained", "fig4_spectra", "fig5_manifold", "fig6_aspect_ratio")
+
+__all__ = ["FIGURES", "PRESETS", "Context", "Row", "run"]
+
+
+def run(out, *, preset: str = "quick", only=None, executor: str = "local", scheduler: str | None = None,
+        data_dir: str | None = None, embeddings: str | None = None, labels: str | None = None,
+        progress: bool = True, raise_errors: bool = False) -> tuple[list[Row], Path]:
+    """Make the figures (all, or those in ``only``) and ``report.md`` under ``out``.
+
+    Each figure runs its sweeps (stored under ``out/data``, so a rerun resumes or reuses
+    them), fits, and writes ``out/figures/<name>.png|pdf``. A figure that fails is recorded
+    in the report and the others still run (``raise_errors=True`` re-raises instead).
+
+    Returns
+    -------
+    (rows, report path)
+    """
+    names = list(only) if only else list(FIGURES)
+    unknown = [n for n in names if n not in FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figures {unknown}; expected some of: {', '.join(FIGURES)}")
+    ctx = Context(Path(out), preset=preset, executor=executor, scheduler=scheduler, data_dir=data_dir,
+                  progress=progress, embeddings=embeddings, labels=labels)
+    rows, timings, failures = [], {}, {}
+    for name in names:
+        t0 = time.perf_counter()
+        try:
+            rows += importlib.import_module(f"paper_figs.{name}").run(ctx)
+        except Exception as exc:  # noqa: BLE001 - one figure's failure must not lose the others
+            if raise_errors:
+                raise
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            traceback.print_exc()
+        timings[name] = time.perf_counter() - t0
+        print(f"[paper_figs] {name}: {timings[name]:.0f} s" + (" (FAILED)" if name in failures else ""), flush=True)
+    report = write_report(ctx.out, rows, preset=preset, timings=timings, failures=failures)
+    import pandas as pd
+
+    pd.DataFrame([r.as_dict() for r in rows]).to_csv(ctx.out / "report.csv", index=False)
+    return rows, report

@@ -1,0 +1,32 @@
+"""``python -m paper_figs --preset quick --out figures``: regenerate the paper's analyses."""
+
+import argparse
+import sys
+
+from . import FIGURES, run
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m paper_figs", description=__doc__)
+    ap.add_argument("--preset", default="quick", choices=["quick", "full"],
+                    help="quick: synthetic data and digits, minutes on a CPU; full: the paper's data sets and sizes")
+    ap.add_argument("--out", default="figures", help="output directory (figures/, data/, report.md)")
+    ap.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(FIGURES)}")
+    ap.add_argument("--data-dir", default=None, help="directory with CIFAR/SVHN/MNIST files (full preset)")
+    ap.add_argument("--executor", default="local", choices=["local", "devices", "dask"])
+    ap.add_argument("--scheduler", default=None, help="Dask scheduler address for the sweeps")
+    ap.add_argument("--embeddings", default=None, help="Fig. 3 on your own embeddings (.npy/.nc/.zarr) ...")
+    ap.add_argument("--labels", default=None, help="... with their integer labels (.npy)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    only = args.only.split(",") if args.only else None
+    executor = "dask" if args.scheduler else args.executor
+    rows, report = run(args.out, preset=args.preset, only=only, executor=executor, scheduler=args.scheduler,
+                       data_dir=args.data_dir, embeddings=args.embeddings, labels=args.labels,
+                       progress=not args.no_progress)
+    print(report.read_text())
+    return 0 if "## Failures" not in report.read_text() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""What every figure shares: the run context, stored sweeps, exponent fits, plots, report rows."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import xarray as xr  # noqa: E402
+
+import experiments  # noqa: E402
+import scaling  # noqa: E402
+
+PRESETS = ("quick", "full")
+
+
+@dataclasses.dataclass
+class Context:
+    """Where and how figures are made."""
+
+    out: Path
+    preset: str = "quick"
+    executor: str = "local"
+    scheduler: str | None = None
+    data_dir: str | None = None
+    progress: bool = False
+    embeddings: str | None = None  # user-provided embeddings for Fig. 3 (with labels)
+    labels: str | None = None
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ValueError(f"unknown preset {self.preset!r}; expected one of: {', '.join(PRESETS)}")
+        self.out = Path(self.out)
+        (self.out / "data").mkdir(parents=True, exist_ok=True)
+        (self.out / "figures").mkdir(parents=True, exist_ok=True)
+
+    def sweep(self, spec: experiments.SweepSpec) -> xr.Dataset:
+        """Run (or resume, or reuse) a sweep stored under ``out/data/<name>.zarr``."""
+        store = self.out / "data" / f"{spec.name}.zarr"
+        return experiments.run(spec, store=store, executor=self.executor, scheduler=self.scheduler,
+                               progress=self.progress)
+
+    def save_dataset(self, ds: xr.Dataset, name: str) -> Path:
+        path = self.out / "data" / f"{name}.nc"
+        ds.to_netcdf(path)
+        return path
+
+    def save_figure(self, fig, name: str) -> list[Path]:
+        paths = [self.out / "figures" / f"{name}.{ext}" for ext in ("png", "pdf")]
+        for ax in fig.axes:
+            label_short_log_axes(ax)
+        for p in paths:
+            fig.savefig(p, dpi=150, bbox_inches="tight")
+        plt.close(fig)
+        return paths
+
+
+@dataclasses.dataclass
+class Row:
+    """One line of the report: a measured exponent beside what theory says."""
+
+    figure: str
+    quantity: str
+    value: float
+    lo: float = np.nan
+    hi: float = np.nan
+    theory: float | None = None
+    theory_label: str = ""
+    regime: str = ""
+    tolerance: float | None = None  # |value - theory| allowed for "agrees"
+    theory_interval: tuple[float, float] | None = None  # agreement: the two intervals overlap
+
+    @property
+    def verdict(self) -> str:
+        if self.theory is None or not np.isfinite(self.value):
+            return ""
+        inside = np.isfinite(self.lo) and self.lo <= self.theory <= self.hi
+        close = self.tolerance is not None and abs(self.value - self.theory) <= self.tolerance
+        overlap = self.theory_interval is not None and np.isfinite(self.lo) and (
+            max(self.lo, self.theory_interval[0]) <= min(self.hi, self.theory_interval[1]))
+        return "agrees" if inside or close or overlap else "differs"
+
+    def as_dict(self) -> dict:
+        ti = self.theory_interval or (np.nan, np.nan)
+        return {"figure": self.figure, "quantity": self.quantity, "value": self.value, "lo": self.lo, "hi": self.hi,
+                "theory": np.nan if self.theory is None else self.theory, "theory_lo": ti[0], "theory_hi": ti[1],
+                "theory_label": self.theory_label, "regime": self.regime, "verdict": self.verdict}
+
+
+@dataclasses.dataclass
+class ExponentFit:
+    """An exponent fitted to one curve, with its interval and the fit for plotting."""
+
+    alpha: float
+    lo: float
+    hi: float
+    fit: scaling.FitResult
+    x: np.ndarray
+    y: np.ndarray
+    resampled: scaling.FitResult | None = None  # batched fits of seed-resampled curves, for bands
+
+    def band(self, grid, level: float = 0.95):
+        """Pointwise interval of the fitted law on ``grid``, from whichever bootstrap made the CI."""
+        if self.resampled is not None:
+            pred = self.resampled.predict(grid)  # (n_boot, grid)
+            q = (1 - level) / 2
+            return tuple(np.nanquantile(pred, [q, 1 - q], axis=0))
+        if self.fit.bootstrap_params is not None:
+            return self.fit.predict_ci(grid, level)
+        return None
+
+
+def fit_exponent(x, y, *, form: str = "power", bootstrap: int = 200, key: int = 0) -> ExponentFit:
+    """Fit ``form`` to a (seed-averaged) curve; the 95% interval from a bootstrap over points."""
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    ok = np.isfinite(y) & (y > 0)
+    res = scaling.fit(form, x[ok], y[ok], bootstrap=bootstrap, key=key)
+    lo, hi = res.ci(0.95)["alpha"]
+    return ExponentFit(float(res.params["alpha"]), float(lo), float(hi), res, x[ok], y[ok])
+
+
+def seed_bootstrap_exponent(curves: np.ndarray, x, *, form: str = "power", n_boot: int = 200, key: int = 0):
+    """Exponent of the seed-mean curve with a 95% interval from resampling seeds.
+
+    ``curves``: (seeds, n). Seeds are the independent replicates, so resampling them gives
+    the honest uncertainty of the mean curve's exponent.
+    """
+    curves = np.asarray(curves, dtype=float)
+    x = np.asarray(x, dtype=float)
+    rng = np.random.default_rng(key)
+    idx = rng.integers(0, curves.shape[0], (n_boot, curves.shape[0]))
+    means = np.nanmean(curves[idx], axis=1)
+    central = scaling.fit(form, x, np.nanmean(curves, axis=0), skipna=True)
+    resampled = scaling.fit(form, x, means, skipna=True, errors="ignore")
+    lo, hi = np.nanquantile(resampled.params["alpha"], [0.025, 0.975])
+    return ExponentFit(float(central.params["alpha"]), float(lo), float(hi), central, x, np.nanmean(curves, axis=0),
+                       resampled)
+
+
+def plot_curve(ax, x, y, *, label: str, fit: ExponentFit | None = None, color=None, marker: str = "o",
+               yerr=None, band: bool = True, fit_label: str | None = "fit: alpha = {alpha:.2f} [{lo:.2f}, {hi:.2f}]"):
+    """Data on log-log axes, with the fitted law (solid) and its 95% bootstrap band (shaded).
+
+    ``fit_label=None`` leaves the fitted line out of the legend (put the exponent in ``label``).
+    """
+    line = ax.errorbar(x, y, yerr=yerr, fmt=marker, ms=4, color=color, mec="k", mew=0.4, lw=0.8, capsize=2,
+                       label=label)
+    c = line[0].get_color()
+    if fit is not None:
+        grid = np.geomspace(np.min(fit.x), np.max(fit.x), 100)
+        ax.plot(grid, fit.fit.predict(grid), "-", color=c, lw=1.2,
+                label=fit_label.format(alpha=fit.alpha, lo=fit.lo, hi=fit.hi) if fit_label else None)
+        interval = fit.band(grid) if band else None
+        if interval is not None:
+            ax.fill_between(grid, *interval, color=c, alpha=0.18, lw=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    return c
+
+
+def finish(ax, *, xlabel: str, ylabel: str, title: str, legend: str = "best"):
+    from matplotlib.ticker import LogLocator, NullFormatter
+
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    if legend:
+        ax.legend(fontsize=6.5, frameon=True, framealpha=0.85, loc=legend)
+    ax.grid(True, which="major", alpha=0.25)
+    for axis in (ax.xaxis, ax.yaxis):  # label decades only: minor labels crowd the axes
+        if axis.get_scale() == "log":
+            axis.set_major_locator(LogLocator(base=10))
+            axis.set_minor_formatter(NullFormatter())
+
+
+def label_short_log_axes(ax):
+    """Label 2x and 5x ticks on log axes that span too little to show two decade labels.
+
+    Called on final limits (at save time): a window of 16..64 has no decade tick at all.
+    """
+    from matplotlib.ticker import FuncFormatter, LogFormatter, LogLocator
+
+    for axis, lim in ((ax.xaxis, ax.get_xlim()), (ax.yaxis, ax.get_ylim())):
+        lo, hi = sorted(lim)
+        if (axis.get_scale() != "log" or lo <= 0 or np.log10(hi / lo) >= 1.5
+                or not isinstance(axis.get_major_formatter(), LogFormatter)):  # ticks placed by hand stay
+            continue
+        subs = (2.0, 5.0) if np.log10(hi / lo) > 0.6 else (2.0, 3.0, 4.0, 5.0, 6.0, 8.0)
+        axis.set_minor_locator(LogLocator(base=10, subs=subs))
+        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        axis.set_tick_params(which="minor", labelsize=7)
+
+
+class Timer:
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        self.seconds = time.perf_counter() - self.t0
+        return False
+
+
+def teacher_student_rf_spec(preset: str) -> experiments.SweepSpec:
+    """The linear random-feature teacher-student grid behind Figs. 1 and 2.
+
+    alpha_K = 0.3, exact population risk, ridgeless. Sizes reach 16x beyond the
+    resolution-limited windows (16..64 at the other size 1024 in the quick preset), where
+    theory fits lie within 0.03 of alpha_K, and start at 4 so the variance-limited edges
+    (D >= 16 P at P = 4, and vice versa) exist.
+    """
+    if preset == "quick":
+        sizes = [4, 8, 16, 20, 25, 32, 40, 50, 64, 128, 256, 512, 1024]
+        seeds, S = list(range(12)), 100_000
+    else:
+        sizes = [4, 8, 16, 24, 32, 48, 64, 96, 128, 256, 512, 1024, 2048, 4096]
+        seeds, S = list(range(32)), 1_000_000
+    return experiments.SweepSpec(
+        task={"kind": "teacher_student", "n_features": S, "alpha": 0.3},
+        model={"kind": "rf_ridge", "ridge": 0.0},
+        grid={"D": sizes, "P": sizes, "seed": seeds},
+        name=f"teacher_student_rf_{preset}")
+
+
+ALPHA_K = 0.3

@@ -1,0 +1,39 @@
+"""report.md: every measured exponent beside theory, in one table."""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+
+from ._common import Row
+
+
+def _num(v):
+    return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, float], failures: dict[str, str]) -> Path:
+    lines = [
+        f"# Explaining Neural Scaling Laws - regenerated ({preset} preset)",
+        "",
+        f"Made {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m paper_figs "
+        f"--preset {preset}`. Figures are in `figures/` (PNG and PDF), the data behind them in `data/` (zarr sweeps "
+        "and netCDF analyses). Intervals are 95%; *agrees* means the theory value lies in the measured interval, "
+        "within the stated tolerance (0.1 for exponents), or that two intervals overlap.",
+        "",
+        "| figure | quantity | measured | 95% interval | theory | regime | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        theory = "" if r.theory is None else f"{_num(r.theory)} ({r.theory_label})" if r.theory_label else _num(r.theory)
+        lines.append(f"| {r.figure} | {r.quantity} | {_num(r.value)} | [{_num(r.lo)}, {_num(r.hi)}] | {theory} | "
+                     f"{r.regime} | {r.verdict} |")
+    lines += ["", "## Run", "", "| figure | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
+    lines.append(f"| total | {sum(timings.values()):.0f} |")
+    if failures:
+        lines += ["", "## Failures", ""] + [f"- {k}: {v}" for k, v in failures.items()]
+    path = Path(out) / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path
