@@ -161,10 +161,16 @@ def min_cholesky_pivot(G):
 
     Positive (above rounding) iff ``G`` is numerically positive definite.
     """
+    _, piv = _unrolled_cholesky(G)
+    scale = jnp.max(jnp.abs(jnp.diagonal(G, axis1=-2, axis2=-1)), axis=-1)
+    return jnp.min(jnp.stack(piv, axis=-1), axis=-1) / jnp.maximum(scale, 1e-300)
+
+
+def _unrolled_cholesky(G):
+    """Lower factor ``L[i][j]`` (nested lists of batch arrays) and the pivots before the sqrt."""
     k = G.shape[-1]
     L = [[None] * k for _ in range(k)]
     piv = []
-    scale = jnp.max(jnp.abs(jnp.diagonal(G, axis1=-2, axis2=-1)), axis=-1)
     for i in range(k):
         for j in range(i + 1):
             s = G[..., i, j]
@@ -175,7 +181,7 @@ def min_cholesky_pivot(G):
                 L[i][i] = jnp.sqrt(jnp.maximum(s, 1e-300))
             else:
                 L[i][j] = s / L[j][j]
-    return jnp.min(jnp.stack(piv, axis=-1), axis=-1) / jnp.maximum(scale, 1e-300)
+    return L, piv
 
 
 def spd_solve(G, h):
@@ -186,16 +192,7 @@ def spd_solve(G, h):
     matrix would dominate both compile and run time.
     """
     k = G.shape[-1]
-    L = [[None] * k for _ in range(k)]
-    for i in range(k):
-        for j in range(i + 1):
-            s = G[..., i, j]
-            for q in range(j):
-                s = s - L[i][q] * L[j][q]
-            if i == j:
-                L[i][i] = jnp.sqrt(jnp.maximum(s, 1e-300))
-            else:
-                L[i][j] = s / L[j][j]
+    L, _ = _unrolled_cholesky(G)
     z = [None] * k
     for i in range(k):
         s = h[..., i]
