@@ -5,7 +5,7 @@
 #   SIZE=cpu bash benchmarks/gpu.sh   # smaller, on CPU
 set -u
 cd "$(dirname "$0")/.."
-RUN=${RUN:-"uv run --extra gpu python"}
+RUN=${RUN:-"uv run --extra gpu --extra test python"}
 SIZE=${SIZE:-gpu}
 if [ "$SIZE" = "cpu" ]; then
   RUN=${RUN/--extra gpu /}
@@ -15,6 +15,7 @@ else
 fi
 export PYTHONUNBUFFERED=1
 echo "== device"; $RUN -c "import jax; print(jax.devices())"
+echo "== GPU tests (GPU results equal CPU results)"; timeout 120 $RUN -m pytest -q -p no:cacheprovider -m gpu tests/gpu
 echo "== kernel throughput (NTK vs X @ X.T)"; timeout 180 $RUN benchmarks/kernel_throughput.py --n $N_KERNEL --dtype float32
 echo "== spectrum (top-k vs eigh)"; timeout 180 $RUN benchmarks/spectrum.py --n $N_SPEC
 echo "== fit_batch (scaling.fit vs scipy curve_fit loop)"; timeout 120 $RUN benchmarks/fit_batch.py --curves $CURVES --scipy-curves $SCIPY
