@@ -37,7 +37,7 @@ def _loss(ds, var):
 
 
 def _fit(args):
-    import scaling
+    import scaling  # noqa: F401 - registers the .scaling accessor used below
 
     from ._store import load
 

@@ -30,6 +30,14 @@ def run(out, *, preset: str = "quick", only=None, executor: str = "local", sched
     Returns
     -------
     (rows, report path)
+        ``rows``: one :class:`Row` per measured quantity (value, interval, theory, verdict).
+
+    Examples
+    --------
+    >>> import paper_figs
+    >>> rows, report = paper_figs.run("figures", only=["fig2_duality"], progress=False)  # doctest: +SKIP
+    >>> [(r.quantity, round(r.value, 2), r.verdict) for r in rows][:2]  # doctest: +SKIP
+    [('alpha_D (P = 1024, 16 <= D <= P/16)', 0.3, 'agrees'), ('alpha_P (D = 1024, 16 <= P <= D/16)', 0.26, 'agrees')]
     """
     names = list(only) if only else list(FIGURES)
     unknown = [n for n in names if n not in FIGURES]

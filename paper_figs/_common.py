@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import matplotlib
@@ -195,16 +194,6 @@ def label_short_log_axes(ax):
         axis.set_minor_locator(LogLocator(base=10, subs=subs))
         axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
         axis.set_tick_params(which="minor", labelsize=7)
-
-
-class Timer:
-    def __enter__(self):
-        self.t0 = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.t0
-        return False
 
 
 def teacher_student_rf_spec(preset: str) -> experiments.SweepSpec:

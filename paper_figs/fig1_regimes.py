@@ -23,7 +23,7 @@ import kernels
 import regimes
 import scaling
 
-from ._common import ALPHA_K, Context, Row, finish, fit_exponent, plot_curve, seed_bootstrap_exponent, \
+from ._common import ALPHA_K, Context, Row, finish, plot_curve, seed_bootstrap_exponent, \
     teacher_student_rf_spec
 
 NAME = "fig1_regimes"

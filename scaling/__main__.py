@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 
 def _parse_x(spec: str, variables: tuple[str, ...]) -> dict[str, str]:
     parts = [p.strip() for p in spec.split(",") if p.strip()]

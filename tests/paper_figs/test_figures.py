@@ -14,7 +14,6 @@ import xarray as xr
 
 import experiments
 import paper_figs
-import regimes
 import scaling
 from paper_figs import _common, fig1_regimes
 
