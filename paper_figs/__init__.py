@@ -58,7 +58,4 @@ def run(out, *, preset: str = "quick", only=None, executor: str = "local", sched
         timings[name] = time.perf_counter() - t0
         print(f"[paper_figs] {name}: {timings[name]:.0f} s" + (" (FAILED)" if name in failures else ""), flush=True)
     report = write_report(ctx.out, rows, preset=preset, timings=timings, failures=failures)
-    import pandas as pd
-
-    pd.DataFrame([r.as_dict() for r in rows]).to_csv(ctx.out / "report.csv", index=False)
     return rows, report

@@ -1,4 +1,4 @@
-"""report.md: every measured exponent beside theory, in one table."""
+"""report.md (and report.csv, the same rows as data): every measured exponent beside theory."""
 
 from __future__ import annotations
 
@@ -36,4 +36,7 @@ def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, 
         lines += ["", "## Failures", ""] + [f"- {k}: {v}" for k, v in failures.items()]
     path = Path(out) / "report.md"
     path.write_text("\n".join(lines) + "\n")
+    import pandas as pd
+
+    pd.DataFrame([r.as_dict() for r in rows]).to_csv(Path(out) / "report.csv", index=False)
     return path
