@@ -360,5 +360,10 @@ def rf_ridge_grid(F_train, y_train, F_test, y_test, D, P, *, ridge: float = 0.0,
                            float(ridge), cov, acc)
     out = {"test_mse": test, "train_mse": train, "test_accuracy": np.asarray(acc, dtype=float)}
     if cov is not None:
-        out["floor_mse"] = np.array([cov[-1, -1] - cov[:p, -1] @ np.linalg.solve(cov[:p, :p], cov[:p, -1]) for p in P])
+        # the Cholesky factor of a leading block is the leading block of the factor: one
+        # factorisation gives s_fy^T S_ff^-1 s_fy for every nested P as a prefix sum
+        p_max = int(max(P))
+        z = scipy.linalg.solve_triangular(np.linalg.cholesky(cov[:p_max, :p_max]), cov[:p_max, -1], lower=True)
+        explained = np.cumsum(z**2)
+        out["floor_mse"] = np.array([cov[-1, -1] - explained[int(p) - 1] for p in P])
     return out

@@ -120,3 +120,20 @@ def test_theory_input_errors():
         kernels.rf_risk(lam, lam, 5, 5, ridge=-1.0)
     with pytest.raises(ValueError, match="population_size"):
         kernels.krr_theory(lam, lam, [5, 20], population_size=10)
+
+
+def test_rf_ridge_grid_floor_is_the_best_linear_risk(rng):
+    # jointly Gaussian (features, target) with a known covariance: the floor for the first p
+    # features is s_yy - s_fy^T S_ff^-1 s_fy (solved here per p, independently of the
+    # nested-Cholesky prefix sums), and no fitted predictor's exact risk goes below it
+    n_feat = 40
+    A = rng.standard_normal((n_feat + 1, n_feat + 1))
+    cov = A @ A.T / (n_feat + 1) + 0.1 * np.eye(n_feat + 1)
+    Z = rng.multivariate_normal(np.zeros(n_feat + 1), cov, size=600)
+    F, y = Z[:, :n_feat], Z[:, -1]
+    P, D = [5, 20, 40], [60, 200, 500]
+    out = kernels.rf_ridge_grid(F[:500], y[:500], F[500:], y[500:], D, P, population_covariance=cov)
+    reference = [cov[-1, -1] - cov[:p, -1] @ np.linalg.solve(cov[:p, :p], cov[:p, -1]) for p in P]
+    np.testing.assert_allclose(out["floor_mse"], reference, rtol=1e-10)
+    assert np.all(np.diff(out["floor_mse"]) <= 0)  # more features, a lower floor
+    assert np.all(out["test_mse"] >= out["floor_mse"][:, None] * (1 - 1e-12))
