@@ -8,6 +8,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scaling import enable_x64
 
 
 def _key(key):
@@ -78,7 +79,7 @@ class TeacherStudent:
         Materialises all ``S`` features: use :meth:`sample_features` for large ``S``.
         """
         k_x, k_w, k_e = jax.random.split(_key(key), 3)
-        with jax.experimental.enable_x64():
+        with enable_x64():
             F = np.asarray(jax.random.normal(k_x, (n, self.n_features), dtype=jnp.float64)) * np.sqrt(self.eigenvalues)
             eps = np.asarray(jax.random.normal(k_e, (n,), dtype=jnp.float64))
         y = F @ self.weights(k_w) + math.sqrt(self.noise) * eps

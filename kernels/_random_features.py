@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scaling import enable_x64
 
 
 def random_features(arch, x, n_features: int, *, key, chunk: int = 64) -> np.ndarray:
@@ -82,7 +83,7 @@ def random_projection_features(features, n_features: int, *, key) -> np.ndarray:
     if not isinstance(n_features, (int, np.integer)) or n_features < 1:
         raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
     key = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
-    with jax.experimental.enable_x64():
+    with enable_x64():
         proj = np.asarray(jax.random.normal(key, (F.shape[1], n_features), dtype=jnp.float64))
     return F @ proj
 

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from scaling import enable_x64
 
 _BISECTION_STEPS = 100  # log-space bracket of < 1e3 natural-log units -> 1e-27 precision
 
@@ -163,7 +164,7 @@ def krr_theory(eigenvalues, coefficients, n, *, ridge: float = 0.0, noise: float
     n_arr = _check_sizes("n", n)
     ridge = float(_check_nonneg("ridge", ridge))
     noise = float(_check_nonneg("noise", noise))
-    with jax.experimental.enable_x64():
+    with enable_x64():
         fn = jax.vmap(_krr_one, in_axes=(None, None, 0, None, None))
         out = fn(jnp.asarray(lam), jnp.asarray(power), jnp.asarray(_padded(n_arr.ravel())), ridge, noise)
         test, train, kappa, E0 = (np.asarray(a)[: n_arr.size] for a in out)
@@ -287,7 +288,7 @@ def rf_theory(eigenvalues, coefficients, n, k, *, ridge: float = 0.0, noise: flo
         nb, kb = np.meshgrid(n_arr, k_arr, indexing="ij")
     else:
         nb, kb = np.broadcast_arrays(n_arr, k_arr)
-    with jax.experimental.enable_x64():
+    with enable_x64():
         fn = jax.vmap(_rf_one, in_axes=(None, None, 0, 0, None, None))
         out = fn(jnp.asarray(lam), jnp.asarray(power), jnp.asarray(_padded(nb.ravel())),
                  jnp.asarray(_padded(kb.ravel())), ridge, noise)

@@ -15,6 +15,7 @@ from ._local import local_exponent
 from ._plot import plot_fit
 from ._profile import profile, profile_ci
 from ._result import FitResult
+from ._x64 import enable_x64
 from ._xarray import fit_dataarray
 
 try:
@@ -26,6 +27,7 @@ __all__ = [
     "FitResult",
     "Holdout",
     "compare",
+    "enable_x64",
     "fit",
     "fit_dataarray",
     "forms",

@@ -15,6 +15,7 @@ from ._forms import Form
 from ._optimize import OBJECTIVES, Spec, fit_batch, to_natural, to_unconstrained, transform_kinds
 from ._result import FitResult
 from ._validate import Prepared, check_choice, prepare
+from ._x64 import enable_x64
 
 
 def as_key(key):
@@ -276,7 +277,7 @@ def _run_padded(spec: Spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.
             a = np.concatenate([a, np.broadcast_to(a[:1], (mb - m,) + a.shape[1:])])
         return a
 
-    with jax.experimental.enable_x64():
+    with enable_x64():
         xd = {k: jnp.asarray(pad(v, 1.0)) for k, v in x.items()}
         if spec.form.variables == ("x",):
             xd = xd["x"]
@@ -325,7 +326,7 @@ def bootstrap_fits(spec: Spec, data: Prepared, u_best: np.ndarray, u_starts: np.
 
 def natural_nonlinear(form: Form, u: np.ndarray) -> dict[str, np.ndarray]:
     """Optimiser coordinates -> natural values of the nonlinear parameters (numpy)."""
-    with jax.experimental.enable_x64():
+    with enable_x64():
         nat = to_natural(form, jnp.asarray(u))
         return {k: np.asarray(v) for k, v in nat.items()}
 

@@ -11,6 +11,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from ._x64 import enable_x64
 
 INF = math.inf
 
@@ -382,7 +383,7 @@ def _check_linearity(form: Form) -> None:
         lo, hi = form.bounds[p]
         base[p] = float(np.clip(1.0, lo + 1e-3 if math.isfinite(lo) else -INF, hi - 1e-3 if math.isfinite(hi) else INF))
     c1, c2 = rng.uniform(0.5, 2.0, size=(2, len(form.linear)))
-    with jax.experimental.enable_x64():
+    with enable_x64():
         def f(c):
             return np.asarray(form.model({**base, **dict(zip(form.linear, c))}, xin), dtype=np.float64)
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from ._forms import Form
 from ._optimize import Spec, batch_residual_jacobian, residuals, transform_kinds
+from ._x64 import enable_x64
 
 STATUSES = ("converged", "grid_edge", "at_bound", "max_iter", "not_converged", "failed", "invalid")
 
@@ -151,7 +152,7 @@ class FitResult:
         k = next(iter(xs.values())).shape[-1]
         flat = self._flat_params()
         m = len(next(iter(flat.values())))
-        with jax.experimental.enable_x64():
+        with enable_x64():
             xd = {v: jnp.asarray(np.broadcast_to(a.reshape((-1, k)) if a.ndim > 1 else a, (m, k))) for v, a in xs.items()}
             if self.form.variables == ("x",):
                 xd = xd["x"]
@@ -168,7 +169,7 @@ class FitResult:
 
     def _fitted_values(self) -> np.ndarray:
         flat = self._flat_params()
-        with jax.experimental.enable_x64():
+        with enable_x64():
             xd = {v: jnp.asarray(a) for v, a in self.x.items()}
             if self.form.variables == ("x",):
                 xd = xd["x"]
@@ -220,7 +221,7 @@ class FitResult:
                 f"{self.spec.objective!r}; use bootstrap=... and .ci() instead"
             )
         flat = self._flat_params()
-        with jax.experimental.enable_x64():
+        with enable_x64():
             xd = {v: jnp.asarray(a) for v, a in self.x.items()}
             if self.form.variables == ("x",):
                 xd = xd["x"]
@@ -282,7 +283,7 @@ class FitResult:
         B = next(iter(self.bootstrap_params.values())).shape[0]
         flat = {p: v.reshape(B, -1) for p, v in self.bootstrap_params.items()}
         m = next(iter(flat.values())).shape[1]
-        with jax.experimental.enable_x64():
+        with enable_x64():
             xd = {v: jnp.asarray(np.broadcast_to(a.reshape((-1, k)) if a.ndim > 1 else a, (m, k))) for v, a in xs.items()}
             if self.form.variables == ("x",):
                 xd = xd["x"]
@@ -386,7 +387,7 @@ def _nanquantile(a: np.ndarray, q):
 def _natural(form: Form, u: np.ndarray) -> dict[str, np.ndarray]:
     from ._optimize import to_natural
 
-    with jax.experimental.enable_x64():
+    with enable_x64():
         return {k: np.asarray(v) for k, v in to_natural(form, jnp.asarray(u)).items()}
 
 

@@ -1,7 +1,7 @@
 """Shared test configuration.
 
 Warnings are errors (pyproject ``filterwarnings``). The toolkit computes fits and spectra
-in float64 internally (``jax.experimental.enable_x64``), so tests never flip JAX's global
+in float64 internally (``enable_x64``), so tests never flip JAX's global
 x64 flag; the ``tolerance`` fixture gives dtype-dependent tolerances where a test runs float32 code.
 """
 

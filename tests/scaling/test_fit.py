@@ -5,6 +5,7 @@ import pytest
 
 import scaling
 from scaling import _optimize, forms
+from scaling import enable_x64
 
 D = np.geomspace(1e2, 1e6, 14)
 
@@ -176,7 +177,7 @@ def test_spd_solve_jit_equals_eager_and_vmap_equals_loop(rng):
     M = rng.standard_normal((5, 3, 3))
     G = M @ np.swapaxes(M, 1, 2) + 3 * np.eye(3)
     h = rng.standard_normal((5, 3))
-    with jax.experimental.enable_x64():
+    with enable_x64():
         Gj, hj = jnp.asarray(G), jnp.asarray(h)
         eager = np.asarray(_optimize.spd_solve(Gj, hj))
         jitted = np.asarray(jax.jit(_optimize.spd_solve)(Gj, hj))
@@ -192,7 +193,7 @@ def test_small_nnls_matches_scipy(rng):
     for _ in range(20):
         B = np.abs(rng.standard_normal((12, 3)))
         t = rng.standard_normal(12)
-        with jax.experimental.enable_x64():
+        with enable_x64():
             c = np.asarray(_optimize.small_nnls(jnp.asarray(B), jnp.ones(12), jnp.asarray(t), (True, True, True)))
         ref, _ = nnls(B, t)
         np.testing.assert_allclose(c, ref, atol=1e-9)
