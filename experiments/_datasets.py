@@ -129,35 +129,91 @@ def load_fashion_mnist(path=None, *, source: str = "files") -> Dataset:
 # ---------------------------------------------------------------- CIFAR
 
 
+def _latin1_encode(obj, encoding="latin1", errors="strict"):
+    """``_codecs.encode`` as Python 3 writes bytes into a protocol-2 pickle, and nothing more."""
+    if not isinstance(obj, str) or encoding.replace("-", "").lower() != "latin1" or errors != "strict":
+        raise pickle.UnpicklingError(
+            f"refusing _codecs.encode({type(obj).__name__}, {encoding!r}) in a data file: only latin1 text is allowed")
+    return obj.encode("latin1")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickle the CIFAR python batches, allowing only the numpy globals they need."""
+    """Unpickle the CIFAR python batches, allowing only the numpy globals they need.
+
+    Python 2 pickles (the files as distributed) need numpy's array reconstruction; Python 3
+    re-saves at protocol 2 also write bytes as ``_codecs.encode(text, "latin1")`` (answered
+    by a latin1-only stand-in), and protocol 5 writes arrays through ``_frombuffer``.
+    Everything else (``os.system``, ``builtins.eval``, arbitrary classes) is refused.
+    """
 
     _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
                 ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-                ("numpy._core.multiarray", "scalar")}
+                ("numpy._core.multiarray", "scalar"), ("numpy.core.numeric", "_frombuffer"),
+                ("numpy._core.numeric", "_frombuffer")}
 
     def find_class(self, module, name):
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
         raise pickle.UnpicklingError(f"refusing to load {module}.{name} from a data file")
 
 
 def _load_py_batch(path):
-    with open(path, "rb") as f:
-        d = _ArrayUnpickler(f, encoding="bytes").load()
-    return {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+    try:
+        with open(path, "rb") as f:
+            d = _ArrayUnpickler(f, encoding="bytes").load()
+    except pickle.UnpicklingError:
+        raise
+    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
+        raise ValueError(f"{path} is not a CIFAR python batch (unreadable pickle: {type(exc).__name__}: {exc})") from None
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} is not a CIFAR python batch: it holds a {type(d).__name__}, not a dict")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}
 
 
 def _cifar_images(flat):
     return flat.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1).astype(np.float32) / 255.0
 
 
-def _read_cifar_bin(path, label_bytes):
+def _check_labels(labels, n_images: int, n_classes: int, where) -> np.ndarray:
+    """Labels as int64, or a ValueError: one integer label in [0, n_classes) per image."""
+    y = np.asarray(labels)
+    if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or y.size == 0):
+        raise ValueError(f"{where}: labels must be a 1-D list of integers, got {y.dtype} of shape {y.shape}")
+    if y.size != n_images:
+        raise ValueError(f"{where}: {y.size} labels for {n_images} images")
+    if y.size and (y.min() < 0 or y.max() >= n_classes):
+        bad = y[(y < 0) | (y >= n_classes)]
+        raise ValueError(f"{where}: labels must be in [0, {n_classes - 1}], found {int(bad[0])} "
+                         f"({bad.size} out of range)")
+    return y.astype(np.int64)
+
+
+def _py_batch(path, label_keys: dict[str, int]):
+    """Images and the requested label columns of one CIFAR python batch, validated."""
+    d = _load_py_batch(path)
+    missing = {"data", *label_keys} - set(d)
+    if missing:
+        raise ValueError(f"{path} is not a CIFAR python batch: missing {sorted(missing)} (has {sorted(map(str, d))})")
+    data = np.asarray(d["data"])
+    if data.ndim != 2 or data.shape[1] != 3072 or not np.issubdtype(data.dtype, np.integer):
+        raise ValueError(f"{path}: 'data' must be an integer array of shape (n, 3072), got {data.dtype} {data.shape}")
+    if data.size and (data.min() < 0 or data.max() > 255):
+        raise ValueError(f"{path}: pixel values must be in [0, 255], found [{data.min()}, {data.max()}]")
+    labels = {k: _check_labels(d[k], data.shape[0], n, f"{path} '{k}'") for k, n in label_keys.items()}
+    return _cifar_images(data), labels
+
+
+def _read_cifar_bin(path, label_classes: tuple[int, ...]):
     raw = np.fromfile(path, dtype=np.uint8)
+    label_bytes = len(label_classes)
     rec = label_bytes + 3072
     if raw.size % rec:
         raise ValueError(f"{path}: size {raw.size} is not a multiple of the record size {rec}")
     raw = raw.reshape(-1, rec)
+    for j, n in enumerate(label_classes):
+        _check_labels(raw[:, j], raw.shape[0], n, f"{path} label byte {j}")
     return raw[:, :label_bytes].astype(np.int64), _cifar_images(raw[:, label_bytes:])
 
 
@@ -169,17 +225,17 @@ def load_cifar10(path=None, *, source: str = "files") -> Dataset:
     binary = root / "cifar-10-batches-bin" if (root / "cifar-10-batches-bin").exists() else root
     py = root / "cifar-10-batches-py" if (root / "cifar-10-batches-py").exists() else root
     if (binary / "data_batch_1.bin").exists():
-        parts = [_read_cifar_bin(binary / f"data_batch_{i}.bin", 1) for i in range(1, 6)]
-        y_te, x_te = _read_cifar_bin(binary / "test_batch.bin", 1)
+        parts = [_read_cifar_bin(binary / f"data_batch_{i}.bin", (10,)) for i in range(1, 6)]
+        y_te, x_te = _read_cifar_bin(binary / "test_batch.bin", (10,))
         y_tr = np.concatenate([p[0] for p in parts])[:, 0]
         x_tr = np.concatenate([p[1] for p in parts])
         return Dataset(x_tr, y_tr, x_te, y_te[:, 0], 10, "cifar10")
     if (py / "data_batch_1").exists():
-        batches = [_load_py_batch(py / f"data_batch_{i}") for i in range(1, 6)]
-        test = _load_py_batch(py / "test_batch")
-        x_tr = _cifar_images(np.concatenate([b["data"] for b in batches]))
-        y_tr = np.concatenate([np.asarray(b["labels"]) for b in batches]).astype(np.int64)
-        return Dataset(x_tr, y_tr, _cifar_images(test["data"]), np.asarray(test["labels"], np.int64), 10, "cifar10")
+        batches = [_py_batch(py / f"data_batch_{i}", {"labels": 10}) for i in range(1, 6)]
+        x_te, y_te = _py_batch(py / "test_batch", {"labels": 10})
+        x_tr = np.concatenate([x for x, _ in batches])
+        y_tr = np.concatenate([y["labels"] for _, y in batches])
+        return Dataset(x_tr, y_tr, x_te, y_te["labels"], 10, "cifar10")
     raise _missing("cifar10", root, [binary / "data_batch_1.bin", py / "data_batch_1"])
 
 
@@ -197,14 +253,13 @@ def load_cifar100(path=None, *, label: str = "fine", source: str = "files") -> D
     col = 0 if label == "coarse" else 1
     n = 20 if label == "coarse" else 100
     if (binary / "train.bin").exists():
-        y_tr, x_tr = _read_cifar_bin(binary / "train.bin", 2)
-        y_te, x_te = _read_cifar_bin(binary / "test.bin", 2)
+        y_tr, x_tr = _read_cifar_bin(binary / "train.bin", (20, 100))
+        y_te, x_te = _read_cifar_bin(binary / "test.bin", (20, 100))
         return Dataset(x_tr, y_tr[:, col], x_te, y_te[:, col], n, f"cifar100_{label}")
     if (py / "train").exists():
-        tr, te = _load_py_batch(py / "train"), _load_py_batch(py / "test")
         key = f"{label}_labels"
-        return Dataset(_cifar_images(tr["data"]), np.asarray(tr[key], np.int64), _cifar_images(te["data"]),
-                       np.asarray(te[key], np.int64), n, f"cifar100_{label}")
+        (x_tr, y_tr), (x_te, y_te) = (_py_batch(py / split, {key: n}) for split in ("train", "test"))
+        return Dataset(x_tr, y_tr[key], x_te, y_te[key], n, f"cifar100_{label}")
     raise _missing("cifar100", root, [binary / "train.bin", py / "train"])
 
 

@@ -150,3 +150,98 @@ def test_embeddings_from_npy_netcdf_and_zarr(tmp_path, rng):
     xr.Dataset({"emb": (("n", "f"), E)}).to_zarr(tmp_path / "e.zarr", zarr_format=2, consolidated=False)
     for name in ("e.npy", "e.nc", "e.zarr"):
         np.testing.assert_allclose(experiments.load_embeddings(tmp_path / name), E)
+
+
+def write_cifar10_py(root, batches, protocol=pickle.HIGHEST_PROTOCOL, str_keys=False):
+    p = root / "cifar-10-batches-py"
+    p.mkdir(parents=True, exist_ok=True)
+    names = [f"data_batch_{i + 1}" for i in range(5)] + ["test_batch"]
+    for name, (data, labels) in zip(names, batches):
+        key = (lambda k: k) if str_keys else (lambda k: k.encode())
+        with open(p / name, "wb") as f:
+            pickle.dump({key("data"): data, key("labels"): labels, key("batch_label"): name}, f, protocol=protocol)
+    return p
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_python_batches_resaved_by_python3_load(tmp_path, rng, protocol):
+    # Protocol 2 from Python 3 writes every bytes object as _codecs.encode(text, "latin1");
+    # protocol 5 writes arrays through numpy's _frombuffer. Both are legitimate CIFAR files.
+    records = [cifar_records(rng, 3, 1) for _ in range(6)]
+    batches = [(pixels, np.asarray(labels[:, 0], np.int64)) for labels, pixels, _ in records]
+    write_cifar10_py(tmp_path, batches, protocol=protocol, str_keys=protocol == 4)
+    ds = experiments.load_cifar10(tmp_path)
+    assert ds.x_train.shape == (15, 32, 32, 3)
+    np.testing.assert_array_equal(ds.y_train, np.concatenate([b[1] for b in batches[:5]]))
+    expected = records[5][1].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    np.testing.assert_allclose(ds.x_test * 255.0, expected, atol=1e-4)
+
+
+class _Exploit:
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return self.func, self.args
+
+
+@pytest.mark.parametrize("payload", [
+    _Exploit(__import__("os").system, "touch pwned"),
+    _Exploit(eval, "1 + 1"),
+    _Exploit(__import__("codecs").encode, "x", "rot13"),      # a codec other than latin1
+    _Exploit(__import__("_codecs").encode, b"x", "zlib"),   # bytes through a compressing codec
+    _Exploit(__import__("copyreg")._reconstructor, object, object, None),
+    _Exploit(np.load, "weights.npy", None, True),               # numpy, but not an allowed global
+], ids=["os.system", "eval", "codecs.encode-rot13", "_codecs.encode-zlib", "copyreg", "numpy.load"])
+def test_every_malicious_cifar_payload_is_refused(tmp_path, payload):
+    p = tmp_path / "cifar-10-batches-py"
+    p.mkdir()
+    with open(p / "data_batch_1", "wb") as f:
+        pickle.dump({b"data": payload, b"labels": [0]}, f, protocol=2)
+    with pytest.raises(pickle.UnpicklingError, match="refusing"):
+        experiments.load_cifar10(tmp_path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_cifar_labels_are_validated(tmp_path, rng):
+    records = [cifar_records(rng, 3, 1) for _ in range(6)]
+    good = [(pixels, labels[:, 0].tolist()) for labels, pixels, _ in records]
+    bad_value = list(good)
+    bad_value[2] = (good[2][0], [1, 999, 2])
+    write_cifar10_py(tmp_path / "a", bad_value)
+    with pytest.raises(ValueError, match=r"data_batch_3 'labels': labels must be in \[0, 9\], found 999"):
+        experiments.load_cifar10(tmp_path / "a")
+    bad_count = list(good)
+    bad_count[5] = (good[5][0], [0, 1])
+    write_cifar10_py(tmp_path / "b", bad_count)
+    with pytest.raises(ValueError, match="test_batch 'labels': 2 labels for 3 images"):
+        experiments.load_cifar10(tmp_path / "b")
+    bad_shape = list(good)
+    bad_shape[0] = (good[0][0][:, :100], good[0][1])
+    write_cifar10_py(tmp_path / "c", bad_shape)
+    with pytest.raises(ValueError, match=r"shape \(n, 3072\)"):
+        experiments.load_cifar10(tmp_path / "c")
+    (tmp_path / "d" / "cifar-10-batches-py").mkdir(parents=True)
+    (tmp_path / "d" / "cifar-10-batches-py" / "data_batch_1").write_bytes(b"")
+    with pytest.raises(ValueError, match="not a CIFAR python batch"):
+        experiments.load_cifar10(tmp_path / "d")
+
+
+def test_cifar_binary_labels_are_validated(tmp_path, rng):
+    b = tmp_path / "cifar-10-batches-bin"
+    b.mkdir()
+    for i in range(6):
+        _, _, rec = cifar_records(rng, 3, 1)
+        if i == 1:
+            rec[2, 0] = 200
+        rec.tofile(b / (f"data_batch_{i + 1}.bin" if i < 5 else "test_batch.bin"))
+    with pytest.raises(ValueError, match=r"data_batch_2.bin label byte 0: labels must be in \[0, 9\], found 200"):
+        experiments.load_cifar10(tmp_path)
+    d = tmp_path / "c100" / "cifar-100-binary"
+    d.mkdir(parents=True)
+    _, _, rec = cifar_records(rng, 4, 2)
+    rec.tofile(d / "test.bin")
+    rec[0, 0] = 25  # coarse labels are < 20 (fine ones < 100)
+    rec.tofile(d / "train.bin")
+    with pytest.raises(ValueError, match=r"train.bin label byte 0: labels must be in \[0, 19\], found 25"):
+        experiments.load_cifar100(tmp_path / "c100", label="fine")
