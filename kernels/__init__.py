@@ -1,14 +1,15 @@
 """Kernels of wide networks, their spectra, and the learning curves the spectra predict.
 
-neural-tangents is imported in exactly one place (``kernels._nt``); use ``kernels.nt`` /
-``kernels.stax`` to build architectures by hand.
+The analytic kernels are the toolkit's own, in pure JAX: build architectures by hand
+with ``kernels.stax`` (neural-tangents' layer grammar). neural-tangents is never imported;
+its ``kernel_fn`` triples are accepted wherever an ``arch`` is.
 """
 
 from ._architectures import cnn, mlp, myrtle, wide_resnet, wide_resnet_block
 from ._empirical import empirical_kernel
 from ._kernel_matrix import kernel_function, kernel_matrix
 from ._learning_curves import kernel_ridge_nested, krr_learning_curve, rf_learning_curve, rf_ridge_grid
-from ._nt import nt, stax
+from . import stax
 from ._random_features import random_feature_kernel, random_features, random_projection_features
 from ._spectrum import Spectrum, SpectralExponent, spectral_exponent, spectrum, target_exponent
 from ._theory import kare, krr_risk, krr_theory, rf_risk, rf_theory
@@ -27,7 +28,6 @@ __all__ = [
     "krr_theory",
     "mlp",
     "myrtle",
-    "nt",
     "random_feature_kernel",
     "random_features",
     "random_projection_features",

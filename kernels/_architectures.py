@@ -1,4 +1,4 @@
-"""Builders for the common architectures, as neural-tangents stax triples.
+"""Builders for the common architectures, as ``kernels.stax`` triples.
 
 Every builder returns ``(init_fn, apply_fn, kernel_fn)``; every function of this package
 that takes an ``arch`` accepts such a triple built any way (``stax.serial`` by hand too).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from ._nt import stax
+from . import stax
 
 ACTIVATIONS = ("relu", "erf", "gelu", "tanh_like_erf", "identity")
 PARAMETERIZATIONS = ("ntk", "standard")

@@ -10,7 +10,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._nt import quiet
 from scaling import enable_x64
 
 KINDS = ("ntk", "nngp")
@@ -114,7 +113,7 @@ def kernel_matrix(arch, x1, x2=None, *, kind: str = "ntk", batch_size: int = 512
         return np.concatenate([a, np.repeat(a[-1:], size - a.shape[0], axis=0)])
 
     ctx = enable_x64() if x64 else _null()
-    with ctx, quiet():
+    with ctx:
         tile_fn = _compiled_tile(kernel_fn, kind)
         jdtype = jnp.float64 if x64 else jnp.float32
         wave = max(1, len(devices))

@@ -1,0 +1,25 @@
+"""Native infinite-width layers in pure JAX (public face: ``kernels.stax``)."""
+
+from ._combinators import FanInSum, FanOut, parallel, serial
+from ._kernel import Kernel, KernelFn
+from ._linear import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity
+from ._nonlinear import ABRelu, Erf, Gelu, Relu
+
+__all__ = [
+    "ABRelu",
+    "AvgPool",
+    "Conv",
+    "Dense",
+    "Erf",
+    "FanInSum",
+    "FanOut",
+    "Flatten",
+    "Gelu",
+    "GlobalAvgPool",
+    "Identity",
+    "Kernel",
+    "KernelFn",
+    "Relu",
+    "parallel",
+    "serial",
+]
