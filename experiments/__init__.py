@@ -18,20 +18,29 @@ from ._datasets import (
     write_idx,
 )
 from ._features import load_embeddings, penultimate_features
+from ._kinds import MODELS, TASKS, ModelKind, Param, TaskKind, register_model, register_task
 from ._networks import Network, TrainConfig, network, predict, train, width_for_parameters
 from ._run import run, summary
 from ._spec import SweepSpec
-from ._store import export_netcdf, load
+from ._store import ReadOnlyStoreError, StoreError, export_netcdf, load
 from ._teacher_student import TeacherStudent, teacher_student
 from ._transforms import add_input_noise, nested_subsets, standardize, superclass
-from ._units import run_unit
+from ._units import UnitData, run_unit, unit_key
 
 __all__ = [
+    "MODELS",
+    "TASKS",
     "Dataset",
+    "ModelKind",
     "Network",
+    "ReadOnlyStoreError",
+    "StoreError",
+    "Param",
     "SweepSpec",
+    "TaskKind",
     "TeacherStudent",
     "TrainConfig",
+    "UnitData",
     "add_input_noise",
     "export_netcdf",
     "load",
@@ -48,6 +57,8 @@ __all__ = [
     "penultimate_features",
     "predict",
     "read_idx",
+    "register_model",
+    "register_task",
     "run",
     "run_unit",
     "standardize",
@@ -55,6 +66,7 @@ __all__ = [
     "superclass",
     "teacher_student",
     "train",
+    "unit_key",
     "width_for_parameters",
     "write_idx",
 ]

@@ -54,6 +54,7 @@ class Network:
         return int(sum(math.prod(s.shape) for s in jax.tree_util.tree_leaves(shapes)))
 
 
+@functools.lru_cache(maxsize=256)
 def network(kind: str, *, width: int, depth: int, out_dim: int = 1, parameterization: str = "standard",
             activation: str = "relu") -> Network:
     """A fully connected (``"mlp"``), convolutional (``"cnn"``) or wide-residual (``"wrn"``) network.
@@ -84,6 +85,11 @@ def network(kind: str, *, width: int, depth: int, out_dim: int = 1, parameteriza
         body = kernels.wide_resnet(depth, width_multiplier=width, readout=False)
     readout = stax.Dense(out_dim, W_std=1.0, parameterization=parameterization)
     return Network(kind, width, depth, out_dim, parameterization, body, readout)
+
+
+@functools.lru_cache(maxsize=64)
+def _batched_apply(net: Network):
+    return jax.jit(jax.vmap(net.apply, in_axes=(0, None)))
 
 
 def width_for_parameters(kind: str, depth: int, n_params: int, input_shape, *, out_dim: int = 1, **kwargs) -> int:
@@ -186,78 +192,169 @@ class TrainResult:
         self.history = history  # (checks, S) validation loss at every check
 
 
-def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig) -> TrainResult:
-    """Train ``S`` copies of ``net`` at once (vmapped over seeds).
+def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_train=None) -> TrainResult:
+    """Train ``S`` copies of ``net`` at once: one device program, vmapped over copies.
+
+    The whole loop runs on the device (``lax.while_loop`` over checks of
+    ``config.eval_every`` scanned steps), early stopping included: nothing comes back to
+    Python until every copy has stopped or ``config.steps`` are done. With several local
+    devices the copies are sharded across them (``jax.sharding``).
 
     Parameters
     ----------
     x : array (S, D, ...)
-        Each seed's training inputs (same ``D`` for every seed).
+        Each copy's training inputs, padded to a common ``D`` where ``n_train`` says so.
     y : array (S, D, c) targets, or (S, D) integer labels for cross-entropy
     x_val, y_val : arrays (V, ...), shared validation set for early stopping
     keys : array of S JAX keys (initialisation and minibatch order)
     config : TrainConfig
+    n_train : int array (S,), optional
+        Training points of each copy: rows ``n_train[s]:`` of ``x[s]`` are padding and
+        never seen (losses are means over the real rows). Default: all ``D``.
+
+    Returns
+    -------
+    TrainResult
+        Best parameters (stacked over copies), steps run, best validation loss, training
+        loss at the best parameters, convergence flags and the validation history.
+
+    Examples
+    --------
+    >>> import jax, numpy as np, experiments
+    >>> net = experiments.network("mlp", width=16, depth=1)
+    >>> x = np.random.default_rng(0).standard_normal((2, 32, 3)).astype(np.float32)
+    >>> y = x[..., :1] ** 2
+    >>> res = experiments.train(net, x, y, x[0], y[0], keys=jax.random.split(jax.random.key(0), 2),
+    ...                         config=experiments.TrainConfig(steps=200, eval_every=50, learning_rate=1e-2),
+    ...                         n_train=[32, 20])
+    >>> res.steps.tolist(), bool(np.all(res.train_loss < 0.5 * y.var()))
+    ([200, 200], True)
     """
+    x = jnp.asarray(x)
+    y = jnp.asarray(y)
     S, D = x.shape[0], x.shape[1]
-    opt = config.optax_optimizer()
-    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
-    opt_state = jax.vmap(opt.init)(params)
+    n = np.full(S, D, dtype=np.int32) if n_train is None else np.asarray(n_train, dtype=np.int32).reshape(-1)
+    if n.shape != (S,) or np.any(n < 1) or np.any(n > D):
+        raise ValueError(f"n_train must hold {S} integers in [1, {D}], got {n_train!r}")
     bs = D if config.batch_size is None or config.batch_size >= D else int(config.batch_size)
-
-    def loss_fn(p, xb, yb):
-        return jnp.mean(_loss(config, net.apply(p, xb), yb))
-
-    def one_seed_chunk(p, s, k, xs, ys):
-        def body(carry, _):
-            p, s, k = carry
-            k, sub = jax.random.split(k)
-            idx = jax.random.choice(sub, D, (bs,), replace=False) if bs < D else jnp.arange(D)
-            g = jax.grad(loss_fn)(p, xs[idx], ys[idx])
-            upd, s = opt.update(g, s, p)
-            return (optax.apply_updates(p, upd), s, k), None
-
-        (p, s, k), _ = jax.lax.scan(body, (p, s, k), None, length=config.eval_every)
-        return p, s, k
-
-    chunk = jax.jit(jax.vmap(one_seed_chunk))
-    evaluate = jax.jit(jax.vmap(loss_fn, in_axes=(0, None, None)))
-    train_eval = jax.jit(jax.vmap(loss_fn))
-    data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
-    best = params
-    best_val = np.full(S, np.inf)
-    waited = np.zeros(S, dtype=int)
-    steps = np.zeros(S, dtype=int)
-    active = np.ones(S, dtype=bool)
     n_chunks = max(1, config.steps // config.eval_every)
-    history = []
-    for _ in range(n_chunks):
-        params, opt_state, data_keys = chunk(params, opt_state, data_keys, x, y)
-        steps[active] += config.eval_every
-        val = np.asarray(evaluate(params, x_val, y_val))
-        history.append(np.where(active, val, np.nan))
-        improved = active & (val < best_val)
-        best = jax.tree_util.tree_map(lambda b, p: jnp.where(improved.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),
-                                      best, params)
-        best_val = np.where(improved, val, best_val)
-        waited = np.where(improved, 0, waited + active)
-        if config.patience is not None:
-            active &= waited < config.patience
-            if not active.any():
-                break
-    train_loss = np.asarray(train_eval(best, x, y))
-    hist = np.asarray(history)
+    fit = _compiled_fit(net, config, bs, n_chunks)
+    args = (keys, x, y, jnp.asarray(n), jnp.asarray(x_val), jnp.asarray(y_val))
+    args, pad = _shard_cells(args, S)
+    out = fit(*args)
+    params, steps, best_val, train_loss, history, n_run, active = out
+    if pad:
+        params = jax.tree_util.tree_map(lambda a: a[:S], params)
+    steps, best_val, train_loss, active = (np.asarray(a)[:S] for a in (steps, best_val, train_loss, active))
+    hist = np.asarray(history)[: int(n_run), :S]
     # Converged: stopped early, or the best validation loss improved by less than 1% over
     # the last fifth of the checks (e.g. a cosine schedule that has annealed to zero).
     tail = max(1, len(hist) // 5)
     best_so_far = np.fmin.accumulate(np.where(np.isnan(hist), np.inf, hist), axis=0)
     plateau = best_so_far[-1] >= 0.99 * best_so_far[-1 - tail] if len(hist) > tail else np.zeros(S, bool)
     stopped = ~active if config.patience is not None else np.zeros(S, bool)
-    return TrainResult(best, steps, best_val, train_loss, stopped | plateau, hist)
+    return TrainResult(params, steps.astype(int), best_val, train_loss, stopped | plateau, hist)
+
+
+def _shard_cells(args, S):
+    """Spread the copies (axis 0 of every array in ``args`` but the shared validation set)
+    over the local devices, padding their number to a multiple of the device count."""
+    devices = jax.local_devices()
+    if len(devices) < 2 or S < 2:
+        return args, 0
+    pad = (-S) % len(devices)
+    cells, shared = args[:4], args[4:]
+    if pad:
+        cells = tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in cells)
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("cells",))
+    split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("cells"))
+    same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    return tuple(jax.device_put(a, split) for a in cells) + tuple(jax.device_put(a, same) for a in shared), pad
+
+
+@functools.lru_cache(maxsize=64)
+def _compiled_fit(net: Network, config: TrainConfig, bs: int, n_chunks: int):
+    opt = config.optax_optimizer()
+    patience = config.patience
+
+    def weighted_loss(p, xb, yb, wb):
+        per = _loss(config, net.apply(p, xb), yb)
+        return jnp.sum(wb * per) / jnp.maximum(jnp.sum(wb), 1.0)
+
+    def val_loss(p, xv, yv):
+        return jnp.mean(_loss(config, net.apply(p, xv), yv))
+
+    def one_step(carry, _, xs, ys, ns):
+        p, s, k = carry
+        k, sub = jax.random.split(k)
+        rows = jnp.arange(xs.shape[0])
+        if bs < xs.shape[0]:
+            # a random subset of the real rows, without replacement (all of them, first,
+            # when a copy has fewer than bs): padding sorts last and is weighted 0
+            u = jnp.where(rows < ns, jax.random.uniform(sub, rows.shape), 2.0)
+            idx = jnp.argsort(u)[:bs]
+        else:
+            idx = rows
+        wb = (idx < ns).astype(xs.dtype)
+        g = jax.grad(weighted_loss)(p, xs[idx], ys[idx], wb)
+        upd, s = opt.update(g, s, p)
+        return (optax.apply_updates(p, upd), s, k), None
+
+    def chunk(p, s, k, xs, ys, ns):
+        (p, s, k), _ = jax.lax.scan(functools.partial(one_step, xs=xs, ys=ys, ns=ns), (p, s, k), None,
+                                    length=config.eval_every)
+        return p, s, k
+
+    def fit(keys, x, y, n, x_val, y_val):
+        S = x.shape[0]
+        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+        params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
+        opt_state = jax.vmap(opt.init)(params)
+        data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+        state = dict(params=params, opt=opt_state, keys=data_keys, best=params,
+                     best_val=jnp.full(S, jnp.inf, jnp.float32), waited=jnp.zeros(S, jnp.int32),
+                     steps=jnp.zeros(S, jnp.int32), active=jnp.ones(S, bool),
+                     history=jnp.full((n_chunks, S), jnp.nan, jnp.float32), i=jnp.int32(0))
+
+        def cond(st):
+            go = st["i"] < n_chunks
+            return go & jnp.any(st["active"]) if patience is not None else go
+
+        def body(st):
+            p, s, k = jax.vmap(chunk)(st["params"], st["opt"], st["keys"], x, y, n)
+            active = st["active"]
+            steps = st["steps"] + config.eval_every * active.astype(jnp.int32)
+            val = jax.vmap(val_loss, in_axes=(0, None, None))(p, x_val, y_val).astype(jnp.float32)
+            history = st["history"].at[st["i"]].set(jnp.where(active, val, jnp.nan))
+            improved = active & (val < st["best_val"])
+            best = jax.tree_util.tree_map(
+                lambda b, q: jnp.where(improved.reshape((-1,) + (1,) * (q.ndim - 1)), q, b), st["best"], p)
+            best_val = jnp.where(improved, val, st["best_val"])
+            waited = jnp.where(improved, 0, st["waited"] + active.astype(jnp.int32))
+            if patience is not None:
+                active = active & (waited < patience)
+            return dict(params=p, opt=s, keys=k, best=best, best_val=best_val, waited=waited, steps=steps,
+                        active=active, history=history, i=st["i"] + 1)
+
+        st = jax.lax.while_loop(cond, body, state)
+        mask = (jnp.arange(x.shape[1])[None, :] < n[:, None]).astype(x.dtype)
+        train_loss = jax.vmap(weighted_loss)(st["best"], x, y, mask)
+        return st["best"], st["steps"], st["best_val"], train_loss, st["history"], st["i"], st["active"]
+
+    return jax.jit(fit)
 
 
 def predict(net: Network, params, x, *, batch_size: int = 2048):
-    """Outputs of every seed's network on shared inputs ``x``: array (S, n, out_dim)."""
-    f = jax.jit(jax.vmap(net.apply, in_axes=(0, None)))
+    """Outputs of every seed's network on shared inputs ``x``: array (S, n, out_dim).
+
+    Examples
+    --------
+    >>> import jax, numpy as np, experiments
+    >>> net = experiments.network("mlp", width=8, depth=1, out_dim=2)
+    >>> params = jax.vmap(lambda k: net.init(k, (1, 3)))(jax.random.split(jax.random.key(0), 4))
+    >>> experiments.predict(net, params, np.ones((5, 3))).shape
+    (4, 5, 2)
+    """
+    f = _batched_apply(net)
     return np.concatenate([np.asarray(f(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)],
                           axis=1)

@@ -11,7 +11,7 @@ import xarray as xr
 
 from ._spec import SweepSpec, as_spec
 from ._store import DONE, FAILED, MISSING, MemoryStore, ZarrStore
-from ._units import model_variables, run_unit
+from ._units import run_unit
 
 EXECUTORS = ("local", "devices", "dask")
 
@@ -34,7 +34,7 @@ def _device_unit(spec, unit, device):
 
 
 def run(spec, *, store=None, executor: str = "local", scheduler: str | None = None, n_workers: int | None = None,
-        retry_failed: bool = True, progress: bool = True) -> xr.Dataset:
+        retry_failed: bool = True, progress: bool = True, allow_version_change: bool = False) -> xr.Dataset:
     """Run every cell of a sweep and return the results as an ``xarray.Dataset``.
 
     Parameters
@@ -56,6 +56,10 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         Recompute units that failed in an earlier run.
     progress : bool
         A progress bar of cells done / total with an ETA.
+    allow_version_change : bool
+        Resume a store whose finished units were computed by other code (a different
+        package version or source hash); refused by default, since it mixes results of two
+        code versions. The store's ``code_versions`` attribute records both.
 
     Returns
     -------
@@ -80,8 +84,9 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         raise ValueError(f"unknown executor {executor!r}; expected one of: {', '.join(EXECUTORS)}")
     if scheduler is not None and executor != "dask":
         raise ValueError("a scheduler address needs executor='dask'")
-    variables = model_variables(spec)
-    sink = ZarrStore(store, spec, variables) if store is not None else MemoryStore(spec, variables)
+    variables = spec.variables
+    sink = (ZarrStore(store, spec, variables, allow_version_change=allow_version_change) if store is not None
+            else MemoryStore(spec, variables))  # a store verifies its units, resets damaged ones, holds a lock
     status = sink.status()
     units = spec.units()
     todo = [u for u in units
@@ -104,9 +109,18 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
                 bar.set_postfix(failed_units=failures)
 
     try:
-        if executor == "local":
-            for u in todo:
-                record(*_safe_unit(spec, u))
+        if executor == "local" or (executor == "devices" and spec.model_kind.sharded):
+            # one unit at a time (a sharded model spreads each unit over every local
+            # device itself); the store writes of one unit overlap the next unit's compute
+            with concurrent.futures.ThreadPoolExecutor(1) as writer:
+                pending = None
+                for u in todo:
+                    done = _safe_unit(spec, u)
+                    if pending is not None:
+                        pending.result()
+                    pending = writer.submit(record, *done)
+                if pending is not None:
+                    pending.result()
         elif executor == "devices":
             import jax
 
@@ -117,12 +131,13 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
                     record(*f.result())
         else:
             _run_dask(spec, todo, scheduler, n_workers, record)
+        sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+                       units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
+        return sink.load()
     finally:
         if bar is not None:
             bar.close()
-    sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-                   units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
-    return sink.load()
+        sink.close()  # release the store's lock
 
 
 def _run_dask(spec, todo, scheduler, n_workers, record):

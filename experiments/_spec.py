@@ -12,34 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._kinds import MODELS, model_kind, resolve_params, task_kind
 from ._networks import TrainConfig
 
-TASKS = {
-    "teacher_student": {"n_features", "alpha", "noise", "teacher_weights", "target_alpha", "population_risk"},
-    "random_network_teacher": {"input_dim", "depth", "width", "activation", "noise", "inputs"},
-    "digits": {"test_fraction"},
-    "mnist": {"path", "source"},
-    "fashion_mnist": {"path", "source"},
-    "cifar10": {"path", "source"},
-    "cifar100": {"path", "source", "label"},
-    "svhn": {"path", "source"},
-    "embeddings": {"path", "variable", "labels", "test_fraction"},
-}
-IMAGE_TASKS = {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn"}
-
-MODELS = {
-    # kind: (dims computed together in one unit, required grid dims, allowed extra dims, params)
-    "rf_ridge": (("D", "P"), {"D", "P", "seed"}, {"noise", "n_classes", "ridge", "pool"},
-                 {"ridge", "features"}),
-    "krr": (("D",), {"D", "seed"}, {"noise", "n_classes", "ridge", "depth", "pool"},
-            {"ridge", "kernel", "depth", "activation", "W_std", "b_std"}),
-    "mlp": (("seed",), {"D", "seed"}, {"width", "P", "depth", "noise", "n_classes", "pool"},
-            {"width", "depth", "parameterization", "activation", "validation_size"}),
-    "cnn": (("seed",), {"D", "seed"}, {"width", "P", "depth", "noise", "n_classes", "pool"},
-            {"width", "depth", "parameterization", "activation", "validation_size"}),
-    "wrn": (("seed",), {"D", "seed"}, {"width", "P", "depth", "noise", "n_classes", "pool"},
-            {"width", "depth", "validation_size"}),
-}
 TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)}
 
 INTEGER_DIMS = {"D", "P", "seed", "width", "depth", "n_classes", "pool"}
@@ -56,11 +31,13 @@ class SweepSpec:
     task : mapping
         ``{"kind": ..., **params}``; kinds: ``teacher_student``, ``random_network_teacher``,
         ``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``, ``svhn``,
-        ``embeddings``.
+        ``embeddings``, or one added with :func:`~experiments.register_task`
+        (``experiments.TASKS`` lists every kind with its parameters and defaults).
     model : mapping
         ``{"kind": ..., **params}``; kinds: ``rf_ridge`` (linear random-feature ridge
         regression), ``krr`` (NNGP/NTK kernel ridge regression), ``mlp``, ``cnn``, ``wrn``
-        (finite networks trained with optax).
+        (finite networks trained with optax), or one added with
+        :func:`~experiments.register_model` (``experiments.MODELS``).
     grid : mapping
         Dimension name -> list of values. Always ``D`` (training-set sizes) and ``seed``;
         ``P`` (features, or a parameter count for networks) for ``rf_ridge``; ``width`` or
@@ -95,29 +72,19 @@ class SweepSpec:
         model = dict(self.model)
         grid = {k: list(v) if isinstance(v, (list, tuple, np.ndarray)) else v for k, v in dict(self.grid).items()}
         train = dict(self.train)
-        tk, mk = task.get("kind"), model.get("kind")
-        if tk not in TASKS:
-            raise ValueError(f"unknown task kind {tk!r}; expected one of: {', '.join(TASKS)}")
-        if mk not in MODELS:
-            raise ValueError(f"unknown model kind {mk!r}; expected one of: {', '.join(MODELS)}")
-        bad = set(task) - TASKS[tk] - {"kind"}
-        if bad:
-            raise ValueError(f"unknown {tk} task parameters {sorted(bad)}; allowed: {sorted(TASKS[tk])}")
-        unit_dims, required, extra, params = MODELS[mk]
-        bad = set(model) - params - {"kind"}
-        if bad:
-            raise ValueError(f"unknown {mk} model parameters {sorted(bad)}; allowed: {sorted(params)}")
-        missing = required - set(grid)
+        tkind, mkind = task_kind(task.get("kind")), model_kind(model.get("kind"))
+        tk, mk = tkind.name, mkind.name
+        resolve_params("task", tk, tkind.params, task)
+        resolve_params("model", mk, mkind.params, model)
+        missing = mkind.required_dims - set(grid)
         if missing:
             raise ValueError(f"grid is missing dims {sorted(missing)} needed by model {mk!r}")
-        bad = set(grid) - required - extra
+        allowed = mkind.required_dims | mkind.grid_dims | tkind.grid_dims
+        bad = set(grid) - allowed
         if bad:
-            raise ValueError(f"grid dims {sorted(bad)} are not used by model {mk!r}; allowed: {sorted(required | extra)}")
-        if mk in ("mlp", "cnn", "wrn") and ("width" in grid) == ("P" in grid) and "width" not in model:
-            raise ValueError(f"model {mk!r} needs exactly one of grid dims 'width' or 'P' (a parameter count)")
-        if tk not in IMAGE_TASKS and ("pool" in grid):
-            raise ValueError("grid dim 'pool' (average pooling) applies to image tasks only")
-        if mk in ("cnn", "wrn") and tk not in IMAGE_TASKS:
+            raise ValueError(f"grid dims {sorted(bad)} are not used by model {mk!r} on task {tk!r}; "
+                             f"allowed: {sorted(allowed)}")
+        if mkind.images_only and not tkind.images:
             raise ValueError(f"model {mk!r} needs image inputs; task {tk!r} is not an image data set")
         for d, values in grid.items():
             if not isinstance(values, list) or not values:
@@ -133,7 +100,7 @@ class SweepSpec:
                 raise ValueError(f"grid[{d!r}] values must be >= 1, got {values!r}")
             if d in ("noise", "ridge") and np.any(arr < 0):
                 raise ValueError(f"grid[{d!r}] values must be >= 0, got {values!r}")
-            if d in unit_dims and d != "seed" and np.any(np.diff(arr) <= 0):
+            if d in mkind.nested_dims and np.any(np.diff(arr) <= 0):
                 raise ValueError(f"grid[{d!r}] must be strictly increasing (nested sizes), got {values!r}")
         bad = set(train) - TRAIN_KEYS
         if bad:
@@ -145,6 +112,8 @@ class SweepSpec:
         object.__setattr__(self, "grid", {k: [int(v) if k in INTEGER_DIMS else float(v) for v in vals]
                                           for k, vals in grid.items()})
         object.__setattr__(self, "train", train)
+        if mkind.check is not None:
+            mkind.check(self)
 
     # ------------------------------------------------------------ structure
     @property
@@ -154,7 +123,54 @@ class SweepSpec:
     @property
     def unit_dims(self) -> tuple[str, ...]:
         """Dims computed together inside one work unit (shared data, factorisations, vmap)."""
-        return MODELS[self.model["kind"]][0]
+        return tuple(d for d in MODELS[self.model["kind"]].unit_dims if d in self.grid)
+
+    @property
+    def task_kind(self):
+        """The registered :class:`~experiments.TaskKind` of this spec's task."""
+        return task_kind(self.task["kind"])
+
+    @property
+    def model_kind(self):
+        """The registered :class:`~experiments.ModelKind` of this spec's model."""
+        return model_kind(self.model["kind"])
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The output variables of every cell (besides ``time_s``), from the model kind."""
+        return tuple(self.model_kind.variables(self))
+
+    @property
+    def task_params(self) -> dict:
+        """Every task parameter: the spec's values over the task kind's defaults."""
+        return self.params("task")
+
+    @property
+    def model_params(self) -> dict:
+        """Every model parameter: the spec's values over the model kind's defaults."""
+        return self.params("model")
+
+    def params(self, which: str, coords: Mapping | None = None) -> dict:
+        """The task's or model's parameters at grid point ``coords``: a grid dim of the same
+        name as a parameter overrides it there.
+
+        Examples
+        --------
+        >>> import experiments
+        >>> spec = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "krr", "ridge": 0.1},
+        ...                              grid={"D": [10], "ridge": [0.0, 1.0], "seed": [0]})
+        >>> spec.params("model", {"ridge": 1.0})["ridge"], spec.model_params["ridge"]
+        (1.0, 0.1)
+        """
+        if which not in ("task", "model"):
+            raise ValueError(f"which must be 'task' or 'model', got {which!r}")
+        raw = self.task if which == "task" else self.model
+        kind = task_kind(raw["kind"]) if which == "task" else model_kind(raw["kind"])
+        out = resolve_params(which, kind.name, kind.params, raw)
+        for k, v in (coords or {}).items():
+            if k in kind.params:
+                out[k] = kind.params[k].check(k, v)
+        return out
 
     @property
     def outer_dims(self) -> tuple[str, ...]:

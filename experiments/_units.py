@@ -1,26 +1,33 @@
-"""One work unit of a sweep: data for the unit's coordinates, the model fitted on every cell.
+"""One work unit of a sweep, and the built-in task and model kinds that compute it.
 
-``run_unit(spec, unit)`` is pure and deterministic: its PRNG keys derive from the unit's
-coordinates only, so results do not depend on the executor, the order of units, or on
-whether a sweep was interrupted and resumed.
+``run_unit(spec, unit)`` is pure and deterministic: every cell's PRNG key derives from the
+cell's own coordinates, so results do not depend on the executor, the order of units, or
+on whether a sweep was interrupted and resumed. Tasks and models are registered
+:class:`~experiments.TaskKind` / :class:`~experiments.ModelKind` objects; the spec is
+validated against the same table that dispatches here, and every parameter is read
+through ``spec.params`` (its declared default when a spec leaves it out).
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.linalg
 
 import kernels
 
 from ._datasets import load_dataset
 from ._features import load_embeddings
+from ._kinds import REQUIRED, ModelKind, Param, TaskKind, model_kind, register_model, register_task
 from ._networks import TrainConfig, _loss, network, predict, train, width_for_parameters
-from ._spec import IMAGE_TASKS, SweepSpec
+from ._rf import rf_grid
+from ._spec import SweepSpec
 from ._teacher_student import numpy_generator, teacher_student
 from ._transforms import add_input_noise, superclass
 
@@ -28,7 +35,7 @@ METRICS = ("test_loss", "train_loss", "test_accuracy")
 
 
 def unit_key(spec: SweepSpec, coords: dict, seed: int):
-    """The PRNG key of a unit: the seed, folded with a stable hash of its other coordinates."""
+    """The PRNG key of a cell: the seed, folded with a stable hash of its other coordinates."""
     key = jax.random.key(int(seed))
     rest = {k: v for k, v in sorted(coords.items()) if k != "seed"}
     if rest:
@@ -36,18 +43,75 @@ def unit_key(spec: SweepSpec, coords: dict, seed: int):
     return key
 
 
-# ---------------------------------------------------------------- data
+class UnitData:
+    """A unit's data: nested training candidates (the first ``D`` train size ``D``), a test
+    set and, for networks, a validation set; or, for Gaussian teacher-student features,
+    the exact population covariance instead of a test set.
+
+    Examples
+    --------
+    >>> import numpy as np, experiments
+    >>> d = experiments.UnitData(np.zeros((4, 2)), np.zeros(4), np.zeros((3, 2)), np.zeros(3))
+    >>> d.x_pool.shape, d.n_classes
+    ((4, 2), None)
+    """
+
+    def __init__(self, x_pool, y_pool, x_test, y_test, labels_pool=None, labels_test=None, n_classes=None,
+                 covariance=None, x_val=None, y_val=None, labels_val=None):
+        self.x_pool, self.y_pool, self.x_test, self.y_test = x_pool, y_pool, x_test, y_test
+        self.labels_pool, self.labels_test, self.n_classes = labels_pool, labels_test, n_classes
+        self.covariance = covariance
+        self.x_val, self.y_val, self.labels_val = x_val, y_val, labels_val
+
+
+# ---------------------------------------------------------------- tasks
+
+
+def _teacher_student_data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
+    t = spec.params("task", coords)
+    task = teacher_student(t["n_features"], t["alpha"], noise=t["noise"], teacher_weights=t["teacher_weights"],
+                           target_alpha=t["target_alpha"])
+    if n_features is not None:  # random-feature students: exact joint Gaussian draw
+        exact = t["population_risk"]
+        n = n_pool + (0 if exact else spec.n_test)
+        f, y, cov = task.sample_features(key, n, n_features, return_covariance=True)
+        if exact:
+            return UnitData(f, y, f[:0], y[:0], covariance=cov)
+        return UnitData(f[:n_pool], y[:n_pool], f[n_pool:], y[n_pool:])
+    F, y = task.sample_inputs(key, n_pool + spec.n_test + n_val)
+    e = n_pool + spec.n_test
+    return UnitData(F[:n_pool], y[:n_pool], F[n_pool:e], y[n_pool:e], x_val=F[e:], y_val=y[e:])
+
+
+@functools.lru_cache(maxsize=8)
+def _teacher_network(input_dim, width, depth, activation, teacher_seed):
+    teacher = network("mlp", width=width, depth=depth, out_dim=1, activation=activation)
+    return teacher, teacher.init(jax.random.key(teacher_seed), (1, input_dim))
+
+
+def _random_network_teacher_data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
+    t = spec.params("task", coords)
+    d = t["input_dim"]
+    k_x, _, k_e = jax.random.split(key, 3)
+    n = n_pool + spec.n_test + n_val
+    gen = numpy_generator(k_x)
+    x = gen.uniform(-1, 1, (n, d)) if t["inputs"] == "hypercube" else gen.standard_normal((n, d))
+    teacher, params = _teacher_network(d, t["width"], t["depth"], t["activation"], t["teacher_seed"])
+    y = np.asarray(teacher.apply(params, x), dtype=np.float64)[:, 0]
+    y = y + np.sqrt(t["noise"]) * numpy_generator(k_e).standard_normal(n)
+    e = n_pool + spec.n_test
+    return UnitData(x[:n_pool], y[:n_pool], x[n_pool:e], y[n_pool:e], x_val=x[e:], y_val=y[e:])
 
 
 @functools.lru_cache(maxsize=8)
 def _images(kind: str, path, source, label, test_fraction):
     kw = {}
     if kind == "cifar100":
-        kw["label"] = label or "fine"
+        kw["label"] = label
     if kind == "digits":
-        kw["test_fraction"] = test_fraction or 0.3
+        kw["test_fraction"] = test_fraction
     else:
-        kw["source"] = source or "files"
+        kw["source"] = source
     return load_dataset(kind, path, **kw)
 
 
@@ -59,22 +123,21 @@ def _avg_pool(x, k):
     return x[:, : h2 * k, : w2 * k].reshape(n, h2, k, w2, k, c).mean(axis=(2, 4))
 
 
-class UnitData:
-    """Training candidates (nested: the first D train size D), test set, targets."""
+@functools.lru_cache(maxsize=16)
+def _pooled(kind, path, source, label, test_fraction, pool):
+    ds = _images(kind, path, source, label, test_fraction)
+    x_tr, x_te = _avg_pool(ds.x_train, pool), _avg_pool(ds.x_test, pool)
+    # standardisation constants of the (fixed) training split, once per data set
+    mean = x_tr.mean(axis=0, keepdims=True)
+    std = x_tr.std() + 1e-8
+    return x_tr, ds.y_train, x_te, ds.y_test, ds.n_classes, mean, std
 
-    def __init__(self, x_pool, y_pool, x_test, y_test, labels_pool=None, labels_test=None, n_classes=None,
-                 covariance=None, x_val=None, y_val=None, labels_val=None):
-        self.x_pool, self.y_pool, self.x_test, self.y_test = x_pool, y_pool, x_test, y_test
-        self.labels_pool, self.labels_test, self.n_classes = labels_pool, labels_test, n_classes
-        self.covariance = covariance
-        self.x_val, self.y_val, self.labels_val = x_val, y_val, labels_val
 
-
-def _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool, n_val=0):
-    """Image/embedding data for one unit: super-classes, standardisation, input noise."""
+def _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool, n_val, t, stats=None):
+    """Image/embedding data for one cell: super-classes, standardisation, input noise."""
     if "n_classes" in coords:
         groups = int(coords["n_classes"])
-        mapping_key = jax.random.key(int(spec.task.get("superclass_seed", 0)))
+        mapping_key = jax.random.key(t["superclass_seed"])
         l_tr = superclass(l_tr, groups, key=mapping_key) if groups < n_classes else l_tr
         l_te = superclass(l_te, groups, key=mapping_key) if groups < n_classes else l_te
         n_classes = min(groups, n_classes)
@@ -83,11 +146,10 @@ def _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool
         raise ValueError(f"the grid asks for {n_pool} training (+{n_val} validation) points but the data set has "
                          f"{x_tr.shape[0]}")
     # Validation points come from the end of the (fixed) training split, training
-    # candidates from a per-unit permutation of the rest.
+    # candidates from a per-cell permutation of the rest.
     val_idx = np.arange(x_tr.shape[0] - n_val, x_tr.shape[0])
-    perm = np.asarray(jax.random.permutation(k_perm, x_tr.shape[0] - n_val))[:n_pool]
-    mean = x_tr.mean(axis=0, keepdims=True)
-    std = x_tr.std() + 1e-8
+    perm = numpy_generator(k_perm).permutation(x_tr.shape[0] - n_val)[:n_pool]
+    mean, std = stats if stats is not None else (x_tr.mean(axis=0, keepdims=True), x_tr.std() + 1e-8)
     n_test = min(spec.n_test, x_te.shape[0]) if spec.n_test else x_te.shape[0]
 
     def prep(x):
@@ -105,158 +167,277 @@ def _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool
     return UnitData(x_pool, eye[lp], x_test, eye[lt], lp, lt, n_classes, x_val=x_val, y_val=eye[lv], labels_val=lv)
 
 
-def unit_data(spec: SweepSpec, coords: dict, key, n_pool: int, n_features: int | None = None,
-              n_val: int = 0) -> UnitData:
-    t = spec.task
-    kind = t["kind"]
-    if kind == "teacher_student":
-        task = teacher_student(int(t.get("n_features", 20000)), float(t.get("alpha", 0.5)),
-                               noise=float(t.get("noise", 0.0)), teacher_weights=t.get("teacher_weights", "ones"),
-                               target_alpha=t.get("target_alpha"))
-        if n_features is not None:  # random-feature students: exact joint Gaussian draw
-            exact = bool(t.get("population_risk", True))
-            n = n_pool + (0 if exact else spec.n_test)
-            f, y, cov = task.sample_features(key, n, n_features, return_covariance=True)
-            if exact:
-                return UnitData(f, y, f[:0], y[:0], covariance=cov)
-            return UnitData(f[:n_pool], y[:n_pool], f[n_pool:], y[n_pool:])
-        F, y = task.sample_inputs(key, n_pool + spec.n_test + n_val)
-        return UnitData(F[:n_pool], y[:n_pool], F[n_pool:n_pool + spec.n_test], y[n_pool:n_pool + spec.n_test],
-                        x_val=F[n_pool + spec.n_test:], y_val=y[n_pool + spec.n_test:])
-    if kind == "random_network_teacher":
-        d = int(t.get("input_dim", 8))
-        k_x, k_t, k_e = jax.random.split(key, 3)
-        n = n_pool + spec.n_test + n_val
-        gen = numpy_generator(k_x)
-        x = gen.uniform(-1, 1, (n, d)) if t.get("inputs", "hypercube") == "hypercube" else gen.standard_normal((n, d))
-        teacher = network("mlp", width=int(t.get("width", 256)), depth=int(t.get("depth", 2)), out_dim=1,
-                          activation=t.get("activation", "relu"))
-        params = teacher.init(jax.random.key(int(t.get("teacher_seed", 0))), (1, d))
-        y = np.asarray(teacher.apply(params, x), dtype=np.float64)[:, 0]
-        y = y + np.sqrt(float(t.get("noise", 0.0))) * numpy_generator(k_e).standard_normal(n)
-        return UnitData(x[:n_pool], y[:n_pool], x[n_pool:n_pool + spec.n_test], y[n_pool:n_pool + spec.n_test],
-                        x_val=x[n_pool + spec.n_test:], y_val=y[n_pool + spec.n_test:])
-    if kind in IMAGE_TASKS:
-        ds = _images(kind, t.get("path"), t.get("source"), t.get("label"), t.get("test_fraction"))
-        pool = int(coords.get("pool", 1))
-        x_tr, x_te = _avg_pool(ds.x_train, pool), _avg_pool(ds.x_test, pool)
-        return _classification(spec, coords, key, x_tr, ds.y_train, x_te, ds.y_test, ds.n_classes, n_pool, n_val)
-    # embeddings
-    X = load_embeddings(t["path"], t.get("variable"))
-    labels = np.asarray(load_embeddings(t["labels"]) if isinstance(t.get("labels"), str) else t["labels"]).ravel()
-    labels = labels.astype(np.int64)
-    frac = float(t.get("test_fraction", 0.2))
+def _image_data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
+    t = spec.params("task", coords)
+    kind = spec.task["kind"]
+    x_tr, y_tr, x_te, y_te, n_classes, mean, std = _pooled(
+        kind, t.get("path"), t.get("source"), t.get("label"), t.get("test_fraction"), int(coords.get("pool", 1)))
+    return _classification(spec, coords, key, x_tr, y_tr, x_te, y_te, n_classes, n_pool, n_val, t, (mean, std))
+
+
+@functools.lru_cache(maxsize=4)
+def _embedding_arrays(path, variable, labels, test_fraction):
+    X = load_embeddings(path, variable)
+    lab = np.asarray(load_embeddings(labels) if isinstance(labels, str) else labels).ravel().astype(np.int64)
+    if lab.shape[0] != X.shape[0]:
+        raise ValueError(f"{lab.shape[0]} labels for {X.shape[0]} embeddings")
     order = np.random.default_rng(0).permutation(X.shape[0])
-    n_te = int(round(frac * X.shape[0]))
+    n_te = int(round(test_fraction * X.shape[0]))
     te, tr = order[:n_te], order[n_te:]
-    n_classes = int(labels.max()) + 1
-    return _classification(spec, coords, key, X[tr], labels[tr], X[te], labels[te], n_classes, n_pool, n_val)
+    return X[tr], lab[tr], X[te], lab[te], int(lab.max()) + 1
 
 
-def _flat(x):
-    return np.asarray(x, dtype=np.float64).reshape(x.shape[0], -1)
+def _embeddings_data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
+    t = spec.params("task", coords)
+    labels = t["labels"] if isinstance(t["labels"], str) else tuple(t["labels"])
+    x_tr, l_tr, x_te, l_te, n_classes = _embedding_arrays(t["path"], t["variable"], labels, t["test_fraction"])
+    return _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool, n_val, t)
+
+
+# Built-in kinds (overwrite=True: a re-import of this module, e.g. by doctest collection,
+# replaces them with identical ones).
+_builtin_task = functools.partial(register_task, overwrite=True)
+_builtin_model = functools.partial(register_model, overwrite=True)
+_SUPERCLASS = Param(int, 0, "seed of the random balanced map of classes to super-classes (grid dim n_classes)")
+_FILES = {"path": Param(str, None, "directory holding the data set's files (default: the loader's)", optional=True),
+          "source": Param(str, "files", "where the loader reads from", choices=("files", "tfds"))}
+_IMAGE_DIMS = frozenset({"noise", "n_classes", "pool"})
+
+_builtin_task(TaskKind("teacher_student", {
+    "n_features": Param(int, 20000, "teacher features S (keep S >> every D and P)"),
+    "alpha": Param(float, 0.5, "kernel spectrum lambda_i ~ i^-(1 + alpha)"),
+    "noise": Param(float, 0.0, "label-noise variance (grid dim noise overrides it)"),
+    "teacher_weights": Param(str, "ones", "unit or random N(0, 1) teacher weights", choices=("ones", "random")),
+    "target_alpha": Param(float, None, "the target's own power law, v_i^2 ~ i^-(1 + target_alpha)", optional=True),
+    "population_risk": Param(bool, True, "random-feature models: exact population risk instead of a test set"),
+}, _teacher_student_data, grid_dims=frozenset({"noise"}), features=True,
+    doc="linear random-feature teacher-student model with a power-law spectrum (Bahri et al. Sec. 3)"))
+_builtin_task(TaskKind("random_network_teacher", {
+    "input_dim": Param(int, 8, "input dimension d"),
+    "depth": Param(int, 2, "teacher hidden layers"),
+    "width": Param(int, 256, "teacher width"),
+    "activation": Param(str, "relu", "teacher activation", choices=("relu", "erf", "gelu", "identity")),
+    "noise": Param(float, 0.0, "label-noise variance (grid dim noise overrides it)"),
+    "inputs": Param(str, "hypercube", "input distribution", choices=("hypercube", "gaussian")),
+    "teacher_seed": Param(int, 0, "seed of the teacher's weights (shared by every cell)"),
+}, _random_network_teacher_data, grid_dims=frozenset({"noise"}),
+    doc="a randomly initialised MLP teacher on a d-dimensional hypercube or Gaussian inputs"))
+_builtin_task(TaskKind("digits", {
+    "test_fraction": Param(float, 0.3, "held-out fraction of scikit-learn's 1797 digits"),
+    "superclass_seed": _SUPERCLASS,
+}, _image_data, grid_dims=_IMAGE_DIMS, images=True, doc="scikit-learn's 8x8 digits"))
+for _name in ("mnist", "fashion_mnist", "cifar10", "svhn"):
+    _builtin_task(TaskKind(_name, {**_FILES, "superclass_seed": _SUPERCLASS}, _image_data, grid_dims=_IMAGE_DIMS,
+                           images=True, doc=f"{_name} from files (see experiments.load_dataset)"))
+_builtin_task(TaskKind("cifar100", {
+    **_FILES, "label": Param(str, "fine", "fine (100) or coarse (20) labels", choices=("fine", "coarse")),
+    "superclass_seed": _SUPERCLASS,
+}, _image_data, grid_dims=_IMAGE_DIMS, images=True, doc="cifar100 from files"))
+_builtin_task(TaskKind("embeddings", {
+    "path": Param(str, REQUIRED, "embeddings: .npy, netCDF or zarr"),
+    "variable": Param(str, None, "variable name in a netCDF/zarr file", optional=True),
+    "labels": Param((str, list), REQUIRED, "labels: a .npy path or a list"),
+    "test_fraction": Param(float, 0.2, "held-out fraction"),
+    "superclass_seed": _SUPERCLASS,
+}, _embeddings_data, grid_dims=frozenset({"noise", "n_classes"}), doc="pretrained features with labels"))
 
 
 # ---------------------------------------------------------------- models
 
 
-def _rf_unit(spec, coords, key):
+def _flat(x):
+    x = np.asarray(x, dtype=np.float64)
+    return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=int)))
+
+
+def _rf_unit(spec, coords):
     D, P = np.asarray(spec.grid["D"]), np.asarray(spec.grid["P"])
-    ridge = float(coords.get("ridge", spec.model.get("ridge", 0.0)))
+    m = spec.params("model", coords)
+    key = unit_key(spec, coords, coords["seed"])
     k_data, k_feat = jax.random.split(key)
-    if spec.task["kind"] == "teacher_student":
-        data = unit_data(spec, coords, k_data, int(D[-1]), n_features=int(P[-1]))
-        F_tr, F_te = data.x_pool, data.x_test
+    data = spec.task_kind.data(spec, coords, k_data, int(D[-1]), n_features=int(P[-1]))
+    if spec.task_kind.features:
+        F_tr, F_te = _flat(data.x_pool), _flat(data.x_test)
     else:
-        data = unit_data(spec, coords, k_data, int(D[-1]))
         X_tr, X_te = _flat(data.x_pool), _flat(data.x_test)
-        kind = spec.model.get("features", "relu")
-        gen = numpy_generator(k_feat)
-        W = gen.standard_normal((X_tr.shape[1], int(P[-1]))) / np.sqrt(X_tr.shape[1])
-        if kind == "linear":
-            F_tr, F_te = X_tr @ W, X_te @ W
-        elif kind == "relu":
-            F_tr, F_te = np.sqrt(2.0) * np.maximum(X_tr @ W, 0), np.sqrt(2.0) * np.maximum(X_te @ W, 0)
-        else:
-            raise ValueError(f"unknown features {kind!r}; expected one of: linear, relu")
-    out = kernels.rf_ridge_grid(F_tr, data.y_pool, F_te, data.y_test, D, P, ridge=ridge,
-                                population_covariance=data.covariance)
-    # unit dims are (D, P): transpose from the (P, D) grid
-    result = {"test_loss": out["test_mse"].T, "train_loss": out["train_mse"].T, "test_accuracy": out["test_accuracy"].T}
-    if "floor_mse" in out:  # exact population risk: the excess over the best P-feature predictor
-        result["excess_loss"] = (out["test_mse"] - out["floor_mse"][:, None]).T
+        W = numpy_generator(k_feat).standard_normal((X_tr.shape[1], int(P[-1]))) / np.sqrt(X_tr.shape[1])
+        F_tr, F_te = X_tr @ W, X_te @ W
+        if m["features"] == "relu":
+            F_tr, F_te = np.sqrt(2.0) * np.maximum(F_tr, 0), np.sqrt(2.0) * np.maximum(F_te, 0)
+    y_tr = np.asarray(data.y_pool, np.float64).reshape(F_tr.shape[0], -1)
+    y_te = np.asarray(data.y_test, np.float64).reshape(F_te.shape[0], y_tr.shape[1])
+    cov = data.covariance
+    risk = None
+    if cov is not None:
+        def risk(p, theta):  # exact population risk of the linear predictor f . theta
+            t = theta[:, 0]
+            return float(t @ cov[:p, :p] @ t - 2.0 * t @ cov[:p, -1] + cov[-1, -1])
+    out = rf_grid(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], risk=risk)
+    result = {"test_loss": out["test_mse"], "train_loss": out["train_mse"], "test_accuracy": out["test_accuracy"]}
+    if "excess_loss" in spec.variables:
+        # the best P-feature risk for every nested P from one factor (prefix sums)
+        p_max = int(P[-1])
+        L = np.linalg.cholesky(cov[:p_max, :p_max])
+        z = scipy.linalg.solve_triangular(L, cov[:p_max, -1], lower=True)
+        floor = cov[-1, -1] - np.cumsum(z**2)[P - 1]
+        result["excess_loss"] = out["test_mse"] - floor[None, :]
     return result
 
 
-def _krr_unit(spec, coords, key):
+def _rf_variables(spec):
+    t = spec.task_params if spec.task["kind"] == "teacher_student" else {}
+    return METRICS + (("excess_loss",) if t.get("population_risk") else ())
+
+
+def _krr_unit(spec, coords):
     D = np.asarray(spec.grid["D"])
-    m = spec.model
-    ridge = float(coords.get("ridge", m.get("ridge", 1e-6)))
-    depth = int(coords.get("depth", m.get("depth", 2)))
-    data = unit_data(spec, coords, key, int(D[-1]))
+    m = spec.params("model", coords)
+    key = unit_key(spec, coords, coords["seed"])
+    data = spec.task_kind.data(spec, coords, key, int(D[-1]))
     X_tr, X_te = _flat(data.x_pool), _flat(data.x_test)
-    arch = kernels.mlp(depth, activation=m.get("activation", "relu"), W_std=float(m.get("W_std", np.sqrt(2.0))),
-                       b_std=float(m.get("b_std", 0.0)))
-    K = kernels.kernel_matrix(arch, np.concatenate([X_tr, X_te]), kind=m.get("kernel", "ntk"))
+    arch = kernels.mlp(m["depth"], activation=m["activation"], W_std=m["W_std"], b_std=m["b_std"])
+    K = kernels.kernel_matrix(arch, np.concatenate([X_tr, X_te]), kind=m["kernel"])
     n = X_tr.shape[0]
-    out = kernels.kernel_ridge_nested(K[:n, :n], K[n:, :n], data.y_pool, data.y_test, D, ridge=ridge)
+    out = kernels.kernel_ridge_nested(K[:n, :n], K[n:, :n], data.y_pool, data.y_test, D, ridge=m["ridge"])
     return {"test_loss": out["test_mse"], "train_loss": out["train_mse"], "test_accuracy": out["test_accuracy"]}
 
 
-def _net_unit(spec, coords, seed_keys):
-    m = spec.model
-    kind = m["kind"]
-    D = int(coords["D"])
-    depth = int(coords.get("depth", m.get("depth", 2 if kind != "wrn" else 10)))
+_NET_VARIABLES = METRICS + ("steps", "converged", "width_used", "n_params")
+
+
+def _net_unit(spec, coords):
+    """Every (D, width or P, seed) cell of a network unit, trained in as few device programs
+    as shapes allow: cells of one width share a program, vmapped (and sharded over local
+    devices) over D and seed, with training sets padded to the largest D of a bucket."""
+    m = spec.params("model", coords)
+    kind = spec.model["kind"]
     cfg = TrainConfig(**spec.train)
-    n_val = int(m.get("validation_size", 200 if cfg.patience is not None else 0))
-    seeds = list(spec.grid["seed"])
-    datas = [unit_data(spec, coords, k, D, n_val=n_val) for k in seed_keys]
+    depth = m["depth"]
+    n_val = m["validation_size"] if m["validation_size"] is not None else (200 if cfg.patience is not None else 0)
+    udims = spec.unit_dims
+    cells = [dict(zip(udims, vals)) for vals in itertools.product(*(spec.grid[d] for d in udims))]
+    cells = [{**coords, **c} for c in cells]
+    datas = [spec.task_kind.data(spec, c, unit_key(spec, c, c["seed"]), int(c["D"]), n_val=n_val) for c in cells]
     d0 = datas[0]
     classification = d0.n_classes is not None
     out_dim = d0.n_classes if classification else 1
-    kw = {} if kind == "wrn" else {"parameterization": m.get("parameterization", "standard"),
-                                   "activation": m.get("activation", "relu")}
-    if "width" in coords or "width" in m:
-        width = int(coords.get("width", m.get("width")))
-    else:
-        width = width_for_parameters(kind, depth, int(coords["P"]), (1,) + d0.x_pool.shape[1:], out_dim=out_dim, **kw)
-    net = network(kind, width=width, depth=depth, out_dim=out_dim, **kw)
+    kw = {} if kind == "wrn" else {"parameterization": m["parameterization"], "activation": m["activation"]}
+    in_shape = (1,) + tuple(np.shape(d0.x_pool)[1:])
+
+    def width_of(c):
+        if "width" in c:
+            return int(c["width"])
+        if m["width"] is not None:
+            return m["width"]
+        return width_for_parameters(kind, depth, int(c["P"]), in_shape, out_dim=out_dim, **kw)
 
     def targets(d, which):
         if cfg.loss == "cross_entropy":
             if not classification:
                 raise ValueError("cross_entropy needs a classification task")
-            return {"pool": d.labels_pool, "test": d.labels_test, "val": d.labels_val}[which]
-        y = {"pool": d.y_pool, "test": d.y_test, "val": d.y_val}[which]
-        return np.asarray(y, np.float32).reshape(y.shape[0], -1)
+            return np.asarray({"pool": d.labels_pool, "test": d.labels_test, "val": d.labels_val}[which])
+        yv = {"pool": d.y_pool, "test": d.y_test, "val": d.y_val}[which]
+        return np.asarray(yv, np.float32).reshape(yv.shape[0], -1)
 
-    x = np.stack([np.asarray(d.x_pool, np.float32) for d in datas])
-    y = np.stack([targets(d, "pool") for d in datas])
-    x_val = np.asarray(d0.x_val, np.float32) if n_val else x[0, :1]
-    y_val = targets(d0, "val") if n_val else y[0, :1]
-    keys = jax.numpy.stack([jax.random.fold_in(k, 7) for k in seed_keys])
-    res = train(net, x, y, x_val, y_val, keys=keys, config=cfg)
-    # Seeds share the test set of the first seed's draw (same inputs; the noise draw
-    # and super-class map do not depend on the seed's subset).
+    widths = [width_of(c) for c in cells]
+    # Seeds share the test and validation sets of the unit's first draw.
     x_test = np.asarray(d0.x_test, np.float32)
-    preds = predict(net, res.params, x_test)
     t_test = targets(d0, "test")
-    test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
-    acc = np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification else np.full(len(seeds), np.nan)
-    return {"test_loss": test_loss, "train_loss": res.train_loss, "test_accuracy": acc,
-            "steps": res.steps.astype(float), "converged": res.converged.astype(float),
-            "width_used": np.full(len(seeds), float(width)), "n_params": np.full(len(seeds), float(net.n_params(
-                (1,) + d0.x_pool.shape[1:])))}
+    x_val = np.asarray(d0.x_val, np.float32) if n_val else np.asarray(d0.x_pool[:1], np.float32)
+    y_val = targets(d0, "val") if n_val else targets(d0, "pool")[:1]
+    n = len(cells)
+    res = {k: np.full(n, np.nan) for k in _NET_VARIABLES}
+    for w in sorted(set(widths)):
+        net = network(kind, width=w, depth=depth, out_dim=out_dim, **kw)
+        idx = [i for i in range(n) if widths[i] == w]
+        for bucket in _d_buckets([int(cells[i]["D"]) for i in idx], cfg.batch_size):
+            group = [idx[j] for j in bucket]
+            Dp = max(int(cells[i]["D"]) for i in group)
+            x = np.stack([_pad(np.asarray(datas[i].x_pool, np.float32), Dp) for i in group])
+            y = np.stack([_pad(targets(datas[i], "pool"), Dp) for i in group])
+            keys = jnp.stack([jax.random.fold_in(unit_key(spec, cells[i], cells[i]["seed"]), 7) for i in group])
+            fit = train(net, x, y, x_val, y_val, keys=keys, config=cfg, n_train=[int(cells[i]["D"]) for i in group])
+            preds = predict(net, fit.params, x_test)
+            test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
+            acc = (np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification
+                   else np.full(len(group), np.nan))
+            n_params = float(net.n_params(in_shape))
+            for j, i in enumerate(group):
+                res["test_loss"][i], res["train_loss"][i], res["test_accuracy"][i] = test_loss[j], fit.train_loss[j], acc[j]
+                res["steps"][i], res["converged"][i] = fit.steps[j], float(fit.converged[j])
+                res["width_used"][i], res["n_params"][i] = w, n_params
+    return res
+
+
+def _d_buckets(Ds, batch_size):
+    """Groups of cells (indices into ``Ds``) trained in one program. Minibatch steps cost the
+    same for every D, so all D share one program; full-batch steps cost ~D, so only sizes
+    within a factor 2 are padded together (at most 2x the work, far fewer compilations)."""
+    order = sorted(range(len(Ds)), key=lambda i: Ds[i])
+    if batch_size is not None and batch_size <= min(Ds):
+        return [order]
+    groups, cur = [], []
+    for i in order:
+        if cur and Ds[i] > 2 * Ds[cur[0]]:
+            groups.append(cur)
+            cur = []
+        cur.append(i)
+    return groups + [cur]
+
+
+def _pad(a, n):
+    if a.shape[0] == n:
+        return a
+    return np.concatenate([a, np.zeros((n - a.shape[0],) + a.shape[1:], a.dtype)])
+
+
+def _check_network(spec):
+    given = [name for name, there in (("grid dim 'width'", "width" in spec.grid), ("grid dim 'P'", "P" in spec.grid),
+                                      ("model parameter 'width'", spec.model.get("width") is not None)) if there]
+    if len(given) != 1:
+        raise ValueError(f"model {spec.model['kind']!r} needs exactly one of grid dims 'width' or 'P' (a parameter "
+                         f"count) or a model parameter 'width'; got {', '.join(given) or 'none'}")
+
+
+_NET_PARAMS = {
+    "width": Param(int, None, "hidden width (channels for cnn, multiplier for wrn), if not a grid dim", optional=True),
+    "depth": Param(int, 2, "hidden layers (wrn: 6n + 4)"),
+    "parameterization": Param(str, "standard", "weight parameterization", choices=("standard", "ntk")),
+    "activation": Param(str, "relu", "activation", choices=("relu", "erf", "gelu", "identity")),
+    "validation_size": Param(int, None, "validation points for early stopping (default 200 with patience)",
+                             optional=True),
+}
+_NET_DIMS = dict(unit_dims=("D", "width", "P", "seed"), required_dims=frozenset({"D", "seed"}),
+                 grid_dims=frozenset({"width", "P", "depth"}), variables=lambda spec: _NET_VARIABLES, run=_net_unit,
+                 check=_check_network, sharded=True)
+
+_builtin_model(ModelKind("rf_ridge", {
+    "ridge": Param(float, 0.0, "ridge: K_P = F F^T / P + ridge I (grid dim ridge overrides it)"),
+    "features": Param(str, "relu", "random features of the inputs (teacher-student tasks give their own)",
+                      choices=("relu", "linear")),
+}, unit_dims=("D", "P"), required_dims=frozenset({"D", "P", "seed"}), grid_dims=frozenset({"ridge"}),
+    variables=_rf_variables, run=_rf_unit, nested_dims=("D", "P"),
+    doc="linear random-feature ridge regression, every (D, P) of a seed from one feature draw"))
+_builtin_model(ModelKind("krr", {
+    "ridge": Param(float, 1e-6, "ridge on the Gram matrix (grid dim ridge overrides it)"),
+    "kernel": Param(str, "ntk", "infinite-width kernel", choices=("ntk", "nngp")),
+    "depth": Param(int, 2, "hidden layers of the MLP kernel (grid dim depth overrides it)"),
+    "activation": Param(str, "relu", "activation", choices=("relu", "erf", "gelu", "identity")),
+    "W_std": Param(float, float(np.sqrt(2.0)), "weight standard deviation"),
+    "b_std": Param(float, 0.0, "bias standard deviation"),
+}, unit_dims=("D",), required_dims=frozenset({"D", "seed"}), grid_dims=frozenset({"ridge", "depth"}),
+    variables=lambda spec: METRICS, run=_krr_unit, nested_dims=("D",),
+    doc="kernel ridge regression with an MLP's NNGP or NTK, every D of a seed from one factorisation"))
+_builtin_model(ModelKind("mlp", _NET_PARAMS, **_NET_DIMS, doc="fully connected network trained with optax"))
+_builtin_model(ModelKind("cnn", _NET_PARAMS, **_NET_DIMS, images_only=True, doc="convolutional network"))
+_builtin_model(ModelKind("wrn", {k: _NET_PARAMS[k] for k in ("width", "validation_size")}
+                         | {"depth": Param(int, 10, "depth 6n + 4")}, **_NET_DIMS, images_only=True,
+                         doc="wide residual network"))
 
 
 def model_variables(spec: SweepSpec) -> tuple[str, ...]:
-    if spec.model["kind"] in ("mlp", "cnn", "wrn"):
-        return METRICS + ("steps", "converged", "width_used", "n_params")
-    if (spec.model["kind"] == "rf_ridge" and spec.task["kind"] == "teacher_student"
-            and spec.task.get("population_risk", True)):
-        return METRICS + ("excess_loss",)  # test loss minus the best P-feature risk, exactly
-    return METRICS
+    """The output variables of a spec's model (besides ``time_s``)."""
+    return spec.variables
 
 
 def run_unit(spec: SweepSpec, unit: dict) -> dict:
@@ -264,17 +445,23 @@ def run_unit(spec: SweepSpec, unit: dict) -> dict:
 
     Returns a dict ``variable -> array`` over the unit dims (in ``spec.unit_dims`` order),
     plus ``time_s`` (wall time per cell).
+
+    Examples
+    --------
+    >>> import experiments
+    >>> spec = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "ridge": 1e-3},
+    ...                              grid={"D": [20, 40], "P": [16, 64], "seed": [0, 1]}, n_test=100)
+    >>> out = experiments.run_unit(spec, spec.units()[0])
+    >>> out["test_loss"].shape, sorted(out)
+    ((2, 2), ['test_accuracy', 'test_loss', 'time_s', 'train_loss'])
     """
     t0 = time.perf_counter()
     coords = {d: v for d, (_, v) in unit.items()}
-    kind = spec.model["kind"]
-    if kind in ("mlp", "cnn", "wrn"):
-        keys = [unit_key(spec, coords, s) for s in spec.grid["seed"]]
-        out = _net_unit(spec, coords, keys)
-    else:
-        key = unit_key(spec, coords, coords["seed"])
-        out = _rf_unit(spec, coords, key) if kind == "rf_ridge" else _krr_unit(spec, coords, key)
+    out = model_kind(spec.model["kind"]).run(spec, coords)
     shape = tuple(len(spec.grid[d]) for d in spec.unit_dims)
     out = {k: np.asarray(v, dtype=np.float64).reshape(shape) for k, v in out.items()}
+    missing = set(spec.variables) - set(out)
+    if missing:
+        raise ValueError(f"model {spec.model['kind']!r} returned no {sorted(missing)}")
     out["time_s"] = np.full(shape, (time.perf_counter() - t0) / spec.cells_per_unit)
     return out

@@ -28,7 +28,7 @@ def test_invalid_specs_are_rejected_up_front(change, match):
 
 
 def test_network_specs_need_a_size_dimension():
-    with pytest.raises(ValueError, match="exactly one of grid dims 'width' or 'P'"):
+    with pytest.raises(ValueError, match="exactly one of grid dims 'width' or 'P'.*got none"):
         experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "mlp"}, grid={"D": [10], "seed": [0]})
     with pytest.raises(ValueError, match="needs image inputs"):
         experiments.SweepSpec(task={"kind": "teacher_student"}, model={"kind": "cnn"},
@@ -53,8 +53,9 @@ seed = [0, 1, 2]
 steps = 100
 """)
     s = experiments.SweepSpec.from_toml(p)
-    assert s.unit_dims == ("seed",) and s.outer_dims == ("D", "width")
-    assert len(s.units()) == 4 and s.cells_per_unit == 3 and s.n_cells == 12
+    # networks: every D, width and seed of a unit train in shared device programs
+    assert s.unit_dims == ("D", "width", "seed") and s.outer_dims == ()
+    assert len(s.units()) == 1 and s.cells_per_unit == 12 and s.n_cells == 12
     assert experiments.SweepSpec.from_dict(s.to_dict()) == s
     assert s.fingerprint == experiments.SweepSpec.from_dict({**s.to_dict(), "name": "other"}).fingerprint
     with pytest.raises(ValueError, match="invalid TOML"):
