@@ -6,14 +6,13 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
-import xarray as xr
 
 from ._fit import fit
 from ._forms import get
 from ._result import FitResult
 
 
-def compare(results: Mapping[str, FitResult] | list[FitResult]) -> xr.Dataset:
+def compare(results: Mapping[str, FitResult] | list[FitResult]):
     r"""Information criteria of several fits of the same data.
 
     ``AIC = n log(RSS/n) + 2k`` and ``BIC = n log(RSS/n) + k log n`` for Gaussian
@@ -40,8 +39,17 @@ def compare(results: Mapping[str, FitResult] | list[FitResult]) -> xr.Dataset:
     >>> str(table.delta_bic.idxmin("form").item())
     'variance_limited'
     """
+    import xarray as xr
+
     if not isinstance(results, Mapping):
-        results = {r.form.name: r for r in results}
+        results = list(results)
+        bad = [type(r).__name__ for r in results if not isinstance(r, FitResult)]
+        if bad:
+            raise TypeError(f"compare takes FitResults (or a mapping name -> FitResult), got {bad}")
+        names = [r.form.name for r in results]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two fits share a form name {names}: pass a mapping name -> FitResult instead")
+        results = dict(zip(names, results))
     if not results:
         raise ValueError("compare needs at least one fit")
     names = list(results)
@@ -49,13 +57,13 @@ def compare(results: Mapping[str, FitResult] | list[FitResult]) -> xr.Dataset:
     for k, r in results.items():
         if r.y.shape != first.y.shape or not np.array_equal(r.y, first.y) or not np.array_equal(r.w, first.w):
             raise ValueError(f"fit {k!r} was made on different data from {names[0]!r}: criteria are not comparable")
-        if (r.spec.objective == "mse") != (first.spec.objective == "mse"):
+        if r.spec.objective.log != first.spec.objective.log:
             raise ValueError("compare fits whose residuals live in the same space (all log objectives, or all 'mse')")
     dims = tuple(f"curve_{i}" for i in range(len(first.batch_shape)))
     aic = np.stack([np.asarray(results[k].aic, dtype=np.float64) for k in names])
     bic = np.stack([np.asarray(results[k].bic, dtype=np.float64) for k in names])
-    d_aic = aic - aic.min(axis=0)
-    d_bic = bic - bic.min(axis=0)
+    d_aic = aic - np.fmin.reduce(aic, axis=0)  # NaN only where every fit of a curve is NaN
+    d_bic = bic - np.fmin.reduce(bic, axis=0)
     weight = np.exp(-0.5 * d_aic)
     weight /= weight.sum(axis=0)
     ds = xr.Dataset(

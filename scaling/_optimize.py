@@ -30,9 +30,9 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
-from ._forms import Form
+from ._forms import Form, evaluate
+from ._objectives import Objective
 
-OBJECTIVES = ("log_mse", "log_huber", "mse", "asymmetric")
 _TINY = 1e-300
 XTOL = 1e-10  # relative step below which Levenberg-Marquardt has converged
 FTOL = 1e-12  # relative decrease below which a step counts as no progress
@@ -46,13 +46,10 @@ class Spec:
     """Everything static about a fit: compiled once per distinct Spec and data shape."""
 
     form: Form
-    objective: str = "log_mse"
-    delta: float = 1e-3
-    asymmetry: float = 10.0
+    objective: Objective = Objective()
     max_iter: int = 200
     gtol: float = 1e-8
     refine: int = 4
-    n_gn: int = 0
     optimizer: str = "lm"
 
 
@@ -112,37 +109,9 @@ def to_unconstrained(form: Form, values: dict[str, np.ndarray]) -> np.ndarray:
 # ---------------------------------------------------------------- objectives
 
 
-def residuals(objective: str, yhat, y):
-    """Residuals the objective is built from: log ratio, or plain difference for ``mse``."""
-    if objective == "mse":
-        return yhat - y
-    return jnp.log(jnp.maximum(yhat, _TINY)) - jnp.log(y)
-
-
 def loss(spec: Spec, yhat, y, w):
     """Summed (never averaged) objective of one curve."""
-    return loss_of_residuals(spec, residuals(spec.objective, yhat, y), w)
-
-
-def loss_of_residuals(spec: Spec, r, w):
-    if spec.objective in ("log_mse", "mse"):
-        terms = r**2
-    elif spec.objective == "log_huber":
-        a = jnp.abs(r)
-        terms = jnp.where(a <= spec.delta, 0.5 * r**2, spec.delta * (a - 0.5 * spec.delta))
-    elif spec.objective == "asymmetric":
-        terms = jnp.where(r > 0, spec.asymmetry, 1.0) * r**2
-    else:  # validated before tracing
-        raise ValueError(f"unknown objective {spec.objective!r}")
-    return jnp.sum(w * terms)
-
-
-def _irls_weights(spec: Spec, r):
-    if spec.objective == "log_huber":
-        return jnp.minimum(1.0, spec.delta / jnp.maximum(jnp.abs(r), 1e-300))
-    if spec.objective == "asymmetric":
-        return jnp.where(r > 0, spec.asymmetry, 1.0)
-    return jnp.ones_like(r)
+    return spec.objective.loss(spec.objective.residual(yhat, y), w)
 
 
 # ---------------------------------------------------------------- inner solve
@@ -220,16 +189,20 @@ def small_nnls(B, w, t, nonneg: tuple[bool, ...]):
     scale = jnp.sqrt(jnp.sum(w[:, None] * B**2, axis=0))
     scale = jnp.where(scale > 0, scale, 1.0)
     Bs = B / scale
-    G = Bs.T @ (w[:, None] * Bs)
-    h = Bs.T @ (w * t)
+    # Elementwise products and sums, not matmuls: under vmap these tiny (n, k) products
+    # fuse into one loop, where batched dot_generals cost a library call per curve.
+    wB = w[:, None] * Bs
+    G = jnp.sum(Bs[:, :, None] * wB[:, None, :], axis=0)
+    h = jnp.sum(wB * t[:, None], axis=0)
     eye = jnp.eye(k)
     Gm = G[None] * masks[:, :, None] * masks[:, None, :] + (1.0 - masks)[:, :, None] * eye + 1e-13 * eye
     c = spd_solve(Gm, h[None] * masks) * masks
-    quad = -2.0 * c @ h + jnp.einsum("mi,ij,mj->m", c, G, c)
+    Gc = jnp.sum(G[None] * c[:, None, :], axis=-1)
+    quad = jnp.sum(c * (Gc - 2.0 * h[None]), axis=-1)
     nn = jnp.asarray(nonneg)
     feasible = jnp.all((c >= -1e-10) | ~nn, axis=-1)
     best = jnp.argmin(jnp.where(feasible, quad, jnp.inf))
-    cb = c[best]
+    cb = jnp.sum(jnp.where((jnp.arange(masks.shape[0]) == best)[:, None], c, 0.0), axis=0)  # no gather
     cb = jnp.where(nn, jnp.maximum(cb, 0.0), cb)
     return cb / scale
 
@@ -243,10 +216,29 @@ def design(form: Form, theta: dict, x):
     k = len(form.linear)
 
     def model_c(c):
-        return form.model({**theta, **{p: c[i] for i, p in enumerate(form.linear)}}, x)
+        return evaluate(form, {**theta, **{p: c[i] for i, p in enumerate(form.linear)}}, x)
 
     zeros = jnp.zeros(k)
     return jax.jacfwd(model_c)(zeros), model_c(zeros)
+
+
+def block_nnls(form: Form, B, w, t, nonneg: tuple[bool, ...]):
+    """:func:`small_nnls`, one independent solve per block of ``form.blocks``.
+
+    A block's columns touch only its own points (one experiment of a shared fit), so
+    each block is a small problem on the rows where its columns are nonzero.
+    """
+    if not form.blocks:
+        return small_nnls(B, w, t, nonneg)
+    index = {p: i for i, p in enumerate(form.linear)}
+    c = jnp.zeros(B.shape[-1])
+    for block in form.blocks:
+        cols = [index[p] for p in block]
+        Bb = B[:, cols]
+        rows = jnp.any(Bb != 0, axis=1).astype(w.dtype)
+        cb = small_nnls(Bb, w * rows, t, tuple(nonneg[i] for i in cols))
+        c = c.at[jnp.asarray(cols)].set(cb)
+    return c
 
 
 def solve_linear(spec: Spec, theta: dict, x, y, w):
@@ -254,12 +246,12 @@ def solve_linear(spec: Spec, theta: dict, x, y, w):
     form = spec.form
     nonneg = tuple(form.bounds[p][0] == 0.0 for p in form.linear)
     B, b0 = design(form, theta, x)
-    if spec.objective == "mse":
-        return small_nnls(B, w, y - b0, nonneg)
+    if not spec.objective.log:
+        return block_nnls(form, B, w, y - b0, nonneg)
     # Relative least squares is the small-residual limit of every log objective: with
     # n_gn = 0 it is the whole inner solve (the final joint refinement is exact).
-    c = small_nnls(B, w / y**2, y - b0, nonneg)
-    if spec.n_gn == 0:
+    c = block_nnls(form, B, w / y**2, y - b0, nonneg)
+    if spec.objective.n_gn == 0:
         return c
     steps = jnp.asarray([0.0, 1.0, 0.5, 0.25])
 
@@ -267,17 +259,18 @@ def solve_linear(spec: Spec, theta: dict, x, y, w):
         yhat = jnp.maximum(B @ c + b0, _TINY)
         r = jnp.log(yhat) - jnp.log(y)
         J = B / yhat[:, None]
-        c_gn = small_nnls(J, w * _irls_weights(spec, r), J @ c - r, nonneg)
+        c_gn = block_nnls(form, J, w * spec.objective.curvature(r), J @ c - r, nonneg)
         # Damped step: convex combinations of feasible points stay feasible.
         cands = c[None] + steps[:, None] * (c_gn - c)[None]
         vals = jax.vmap(lambda cc: loss(spec, B @ cc + b0, y, w))(cands)
         return cands[jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))]
 
     # A rolled loop keeps the compiled program small.
-    return jax.lax.fori_loop(0, spec.n_gn, gauss_newton_step, c)
+    return jax.lax.fori_loop(0, spec.objective.n_gn, gauss_newton_step, c)
 
 
 def full_params(spec: Spec, u, x, y, w) -> dict:
+    """All parameters: nonlinear from ``u``, linear solved in closed form (``x`` a dict)."""
     theta = to_natural(spec.form, u)
     if spec.form.linear:
         c = solve_linear(spec, theta, x, y, w)
@@ -287,7 +280,7 @@ def full_params(spec: Spec, u, x, y, w) -> dict:
 
 def projected_objective(spec: Spec, u, x, y, w):
     p = full_params(spec, u, x, y, w)
-    return loss(spec, spec.form.model(p, x), y, w)
+    return loss(spec, evaluate(spec.form, p, x), y, w)
 
 
 # ---------------------------------------------------------------- outer solve
@@ -355,17 +348,6 @@ class BatchFit(NamedTuple):
     start: jax.Array  # index of the start the best optimum came from
 
 
-def _loss_derivatives(spec: Spec, r, w):
-    """Per-point d loss/d r and Gauss-Newton (IRLS) curvature weights."""
-    if spec.objective in ("log_mse", "mse"):
-        return 2.0 * w * r, 2.0 * w
-    if spec.objective == "asymmetric":
-        a = jnp.where(r > 0, spec.asymmetry, 1.0)
-        return 2.0 * w * a * r, 2.0 * w * a
-    d = spec.delta  # log_huber
-    return w * jnp.clip(r, -d, d), w * jnp.minimum(1.0, d / jnp.maximum(jnp.abs(r), 1e-300))
-
-
 def joint_coordinates(spec: Spec, u, params: dict):
     """Coordinates ``z`` of all parameters for the joint refinement, and the way back.
 
@@ -407,7 +389,7 @@ def damped_newton(spec: Spec, objective_fn, residual_fn, z0, nonneg, w) -> Minim
         f, g = value_and_grad(z)
         H = hessian(z)
         J, r = jax.jacfwd(lambda v: (residual_fn(v),) * 2, has_aux=True)(z)
-        gauss_newton = J.T @ (_loss_derivatives(spec, r, w)[1][:, None] * J)
+        gauss_newton = J.T @ ((w * spec.objective.curvature(r))[:, None] * J)
         return f, g, jnp.where(min_cholesky_pivot(H) > 1e-12, H, gauss_newton)
 
     def held(z, g):
@@ -459,7 +441,7 @@ def damped_newton(spec: Spec, objective_fn, residual_fn, z0, nonneg, w) -> Minim
 
 @functools.partial(jax.jit, static_argnames=("spec",))
 def fit_batch(spec: Spec, x, y, w, u_starts) -> BatchFit:
-    """Fit ``m`` curves: ``x`` pytree of (m, n), ``y, w (m, n)``, ``u_starts (m, S, p)``.
+    """Fit ``m`` curves: ``x`` dict of (m, n), ``y, w (m, n)``, ``u_starts (m, S, p)``.
 
     Curves x starts are flattened into one vmapped batch: nested vmaps of the optimisers'
     while loops multiply tracing and compile time.
@@ -494,10 +476,10 @@ def fit_batch(spec: Spec, x, y, w, u_starts) -> BatchFit:
         z0, nonneg, to_params = joint_coordinates(spec, u, full_params(spec, u, xc, yc, wc))
 
         def r_joint(z):
-            return residuals(spec.objective, spec.form.model(to_params(z), xc), yc)
+            return spec.objective.residual(evaluate(spec.form, to_params(z), xc), yc)
 
         def f_joint(z):
-            return loss_of_residuals(spec, r_joint(z), wc)
+            return spec.objective.loss(r_joint(z), wc)
 
         res = damped_newton(spec, f_joint, r_joint, z0, nonneg, wc)
         return res._replace(u=res.u[:p]), to_params(res.u)
@@ -523,7 +505,7 @@ def batch_residual_jacobian(spec: Spec, params: dict, x, y):
 
     def one(p, xc, yc):
         def r(vec):
-            return residuals(spec.objective, spec.form.model(dict(zip(names, vec)), xc), yc)
+            return spec.objective.residual(evaluate(spec.form, dict(zip(names, vec)), xc), yc)
 
         vec = jnp.stack([p[k] for k in names])
         return jax.jacfwd(r)(vec), r(vec)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
 import numpy as np
 from scipy import stats
 
-from ._forms import Form
-from ._optimize import Spec
+from ._engine import run_batch, start_points
+from ._forms import Form, evaluate
+from ._optimize import Spec, to_unconstrained
+from ._validate import Prepared
+from ._x64 import enable_x64
 
 
 @functools.lru_cache(maxsize=64)
@@ -21,11 +25,8 @@ def profiled_form(form: Form, name: str) -> Form:
     """
     if name not in form.params:
         raise ValueError(f"unknown parameter {name!r}; form {form.name!r} has {form.params}")
-    single = form.variables == ("x",)
-
     def model(p, x):
-        xx = x["x"] if single else {v: x[v] for v in form.variables}
-        return form.model({**p, name: x["_profile"]}, xx)
+        return evaluate(form, {**p, name: x["_profile"]}, {v: x[v] for v in form.variables})
 
     return Form(
         name=f"{form.name}|{name}",
@@ -36,6 +37,7 @@ def profiled_form(form: Form, name: str) -> Form:
         init={p: g for p, g in form.init.items() if p != name},
         variables=form.variables + ("_profile",),
         math=form.math,
+        text=form.text,
     )
 
 
@@ -52,9 +54,6 @@ def profile(result, name: str, values: np.ndarray) -> np.ndarray:
     -------
     ndarray, shape ``(*batch, G)``
     """
-    from ._fit import run_batch, start_points
-    from ._validate import Prepared
-
     form = result.form
     pform = profiled_form(form, name)
     m, n = result.y.shape
@@ -69,35 +68,25 @@ def profile(result, name: str, values: np.ndarray) -> np.ndarray:
     u, _ = start_points(pform, data, None, 0, None)
     # Also start from the unprofiled optimum of the other nonlinear parameters.
     if pform.nonlinear:
-        from ._optimize import to_unconstrained
-
         best = {k: np.repeat(np.asarray(result.params[k], dtype=np.float64).reshape(m), G) for k in pform.nonlinear}
         u = np.concatenate([to_unconstrained(pform, best)[:, None, :], u], axis=1)
-    spec = Spec(
-        form=pform,
-        objective=result.spec.objective,
-        delta=result.spec.delta,
-        asymmetry=result.spec.asymmetry,
-        max_iter=result.spec.max_iter,
-        gtol=result.spec.gtol,
-        refine=max(1, min(result.spec.refine, 4)),
-        n_gn=result.spec.n_gn,
-        optimizer=result.spec.optimizer,
-    )
+    spec = dataclasses.replace(result.spec, form=pform, refine=max(1, min(result.spec.refine, 4)))
     out = run_batch(spec, x, y, w, u)
     return out["value"].reshape(result.batch_shape + (G,))
 
 
 def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_expand: int = 4):
-    r"""Profile-likelihood interval of one parameter.
+    r"""Profile-likelihood interval of one parameter, for every objective.
 
-    With Gaussian residuals of unknown scale, holding ``name`` at ``v`` raises the residual
-    sum of squares; the interval is where ``(RSS(v)/RSS_min - 1)(n - p)`` stays below the
-    ``F(1, n - p)`` quantile of ``level`` (exact for laws linear in their parameters, such
-    as a power law in log space, and better calibrated than the asymptotic ``chi2_1`` at
-    the 10-20 points of a typical scaling curve). Unlike the Gauss-Newton standard error it follows
-    the curvature of the problem (exponents and ``L_inf`` trade off strongly). Only for the
-    least-squares objectives (``log_mse``, ``mse``).
+    Holding ``name`` at ``v`` raises the objective; the interval is where the scaled rise
+    ``2 (F(v) - F_min) / xi`` stays below the ``F(1, n - p)`` quantile of ``level``, with
+    ``xi = [sum_i w_i psi(r_i)^2 / (n - p)] / [sum_i w_i psi'(r_i) / n]`` (the robust
+    likelihood-ratio test of Schrader and Hettmansperger 1980). For least squares this is
+    exactly ``(RSS(v)/RSS_min - 1)(n - p)``, the classic F-profile (exact for laws linear
+    in their parameters, such as a power law in log space, and better calibrated than the
+    asymptotic ``chi2_1`` at the 10-20 points of a typical scaling curve); for Huber and
+    asymmetric losses it is the M-estimator analogue. Unlike a Wald interval it follows the
+    curvature of the problem (exponents and ``L_inf`` trade off strongly).
 
     Returns
     -------
@@ -115,11 +104,7 @@ def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_
     >>> bool(lo < 0.35 < hi), bool(hi - lo < 0.05)
     (True, True)
     """
-    if result.spec.objective not in ("log_mse", "mse"):
-        raise ValueError(
-            f"profile likelihood needs a Gaussian objective ('log_mse' or 'mse'), not {result.spec.objective!r}"
-        )
-    if not 0 < level < 1:
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
     form = result.form
     if name not in form.params:
@@ -131,6 +116,7 @@ def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_
     n = np.asarray(result.n_points, dtype=np.float64).reshape(m)
     n_par = len(form.params)
     threshold = stats.f.ppf(level, 1, np.maximum(n - n_par, 1))[:, None]
+    xi = _robust_scale(result).reshape(m)
     try:
         se = np.asarray(result.stderr[name], dtype=np.float64).reshape(m)
     except (ValueError, np.linalg.LinAlgError):
@@ -150,7 +136,7 @@ def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_
         grid = np.sort(np.concatenate([grid, vhat[:, None]], axis=1), axis=1)
         obj = _profile_flat(result, name, grid)
         with np.errstate(divide="ignore", invalid="ignore"):
-            lr = (obj / np.maximum(rss_hat, 1e-300)[:, None] - 1.0) * (n - n_par)[:, None]
+            lr = 2.0 * (obj - rss_hat[:, None]) / np.maximum(xi, 1e-300)[:, None]
         lr = np.maximum(lr, 0.0)
         for i in np.flatnonzero(todo):
             j0 = int(np.argmin(np.abs(grid[i] - vhat[i])))
@@ -172,6 +158,24 @@ def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_
     shape = result.batch_shape
     lower, upper = lower.reshape(shape), upper.reshape(shape)
     return (lower[()] if not shape else lower), (upper[()] if not shape else upper)
+
+
+def _robust_scale(result) -> np.ndarray:
+    """``xi = [sum w psi^2 / (n - p)] / [sum w psi' / n]`` per curve (``2 RSS/(n-p)`` for least squares)."""
+    import jax.numpy as jnp
+
+    obj = result.spec.objective
+    r = np.nan_to_num(result.residuals().reshape(result.y.shape))
+    w = result.w
+    n = w.sum(axis=-1)
+    p = len(result.form.params)
+    with enable_x64():
+        psi2 = np.asarray(obj.psi(jnp.asarray(r))) ** 2
+        dpsi = np.asarray(obj.dpsi(jnp.asarray(r)))
+    meat = (w * psi2).sum(-1) / np.maximum(n - p, 1)
+    bread = (w * dpsi).sum(-1) / np.maximum(n, 1e-300)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return meat / bread
 
 
 def _profile_flat(result, name, grid):

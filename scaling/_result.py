@@ -4,24 +4,38 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import stats
 
-from ._forms import Form
-from ._optimize import Spec, batch_residual_jacobian, residuals, transform_kinds
+from ._forms import Form, evaluate
+from ._optimize import Spec, batch_residual_jacobian, transform_kinds
+from ._profile import profile_ci as _profile_ci
 from ._x64 import enable_x64
 
-STATUSES = ("converged", "grid_edge", "at_bound", "max_iter", "not_converged", "failed", "invalid")
+STATUSES = ("converged", "grid_edge", "at_bound", "max_iter", "not_converged", "failed", "invalid", "unidentifiable")
 
 
-def _scalar_or_array(a: np.ndarray):
+def scalar_or_array(a: np.ndarray):
+    """0-d arrays become Python/NumPy scalars; others pass through."""
+    a = np.asarray(a)
     if a.ndim:
         return a
     return a.item() if a.dtype.kind in "USbO" else a[()]
+
+
+_scalar_or_array = scalar_or_array
+
+
+def law_values(form: Form, params: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray]) -> np.ndarray:
+    """The law for ``m`` parameter sets at their own points: params ``(m,)``, x ``(m, k)`` -> ``(m, k)``."""
+    with enable_x64():
+        xd = {v: jnp.asarray(a) for v, a in x.items()}
+        p = {k: jnp.asarray(np.asarray(v, dtype=np.float64)) for k, v in params.items()}
+        return np.asarray(jax.vmap(lambda pp, xx: evaluate(form, pp, xx))(p, xd), dtype=np.float64)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -66,120 +80,53 @@ class FitResult:
     start_grid: dict
     bootstrap_params: dict | None = None
 
-    # ------------------------------------------------------------ construction
-    @classmethod
-    def build(cls, spec: Spec, data, best: dict, grids: dict, u_starts: np.ndarray, boot: dict | None) -> "FitResult":
-        form = spec.form
-        m = data.m
-        value = best["value"].copy()
-        params = {k: v.copy() for k, v in best["params"].items()}
-        failed = ~np.isfinite(value) | ~np.all([np.isfinite(v) for v in params.values()], axis=0)
-        at_bound = np.zeros(m, dtype=bool)
-        names = [[] for _ in range(m)]
-        for p in form.params:
-            lo, hi = form.bounds[p]
-            v = params[p]
-            hit = np.zeros(m, dtype=bool)
-            if math.isfinite(lo):
-                hit |= v - lo <= 1e-6 * max(1.0, abs(lo), (hi - lo) if math.isfinite(hi) else 1.0)
-            if math.isfinite(hi):
-                hit |= hi - v <= 1e-6 * max(1.0, abs(hi), (hi - lo) if math.isfinite(lo) else 1.0)
-            at_bound |= hit
-            for r in np.flatnonzero(hit):
-                names[r].append(p)
-        grid_edge = np.zeros(m, dtype=bool)
-        if form.nonlinear:
-            start_vals = _natural(form, u_starts[np.arange(m), best["start"]])
-            for p in form.nonlinear:
-                g = grids[p]
-                if g.size < 3:
-                    continue
-                s, v = start_vals[p], params[p]
-                grid_edge |= ((s <= g.min()) & (v < g.min())) | ((s >= g.max()) & (v > g.max()))
-        status = np.full(m, "converged", dtype=object)
-        status[grid_edge] = "grid_edge"
-        status[at_bound] = "at_bound"
-        status[~best["converged"]] = "not_converged"
-        status[best["n_iter"] >= spec.max_iter] = "max_iter"
-        status[failed] = "failed"
-        status[data.invalid] = "invalid"
-        for k in params:
-            params[k][data.invalid] = np.nan
-        value[data.invalid] = np.nan
-        shape = data.batch_shape
-        bp = {k: v.reshape((v.shape[0],) + shape) for k, v in boot["params"].items()} if boot else None
-        if bp is not None and data.invalid.any():
-            for v in bp.values():
-                v.reshape(v.shape[0], -1)[:, data.invalid] = np.nan
-        return cls(
-            form=form,
-            spec=spec,
-            params={k: _scalar_or_array(v.reshape(shape)) for k, v in params.items()},
-            objective=_scalar_or_array(value.reshape(shape)),
-            converged=_scalar_or_array((best["converged"] & ~data.invalid).reshape(shape)),
-            status=_scalar_or_array(status.astype(str).reshape(shape)),
-            bound_params=_scalar_or_array(np.array([",".join(n) for n in names], dtype=str).reshape(shape)),
-            n_iter=_scalar_or_array(best["n_iter"].reshape(shape)),
-            batch_shape=shape,
-            x=data.x,
-            y=data.y,
-            w=data.w,
-            messages=dict(data.messages),
-            start_grid=grids,
-            bootstrap_params=bp,
-        )
-
     # ------------------------------------------------------------ basics
     @property
     def objective_name(self) -> str:
-        return self.spec.objective
+        return self.spec.objective.name
 
     def _flat_params(self) -> dict[str, np.ndarray]:
         return {k: np.asarray(v, dtype=np.float64).reshape(-1) for k, v in self.params.items()}
 
-    def predict(self, x) -> np.ndarray:
+    def predict(self, x):
         """The fitted law at new points: shape ``(*batch, k)`` for ``k`` points.
+
+        A scalar ``x`` (or a mapping of scalars) on a single fit gives a scalar.
 
         Examples
         --------
         >>> import numpy as np, scaling
         >>> D = np.geomspace(10, 1e4, 10)
         >>> res = scaling.fit("power", D, 2.0 * D ** -0.5)
+        >>> round(float(res.predict(1e6)), 6)
+        0.002
         >>> np.round(res.predict([1e6]), 6)
         array([0.002])
         """
+        scalar = _is_scalar_x(self.form, x) and not self.batch_shape
         xs = _normalize_x(self.form, x)
         k = next(iter(xs.values())).shape[-1]
         flat = self._flat_params()
         m = len(next(iter(flat.values())))
-        with enable_x64():
-            xd = {v: jnp.asarray(np.broadcast_to(a.reshape((-1, k)) if a.ndim > 1 else a, (m, k))) for v, a in xs.items()}
-            if self.form.variables == ("x",):
-                xd = xd["x"]
-            out = jax.vmap(self.form.model)({p: jnp.asarray(v) for p, v in flat.items()}, xd)
-            out = np.asarray(out, dtype=np.float64)
-        return out.reshape(self.batch_shape + (k,))
+        xm = {v: np.broadcast_to(a.reshape((-1, k)) if a.ndim > 1 else a, (m, k)) for v, a in xs.items()}
+        out = law_values(self.form, flat, xm).reshape(self.batch_shape + (k,))
+        return float(out[0]) if scalar else out
+
+    def _fitted_values(self) -> np.ndarray:
+        return law_values(self.form, self._flat_params(), self.x)
 
     def residuals(self) -> np.ndarray:
         """Residuals the objective was built from (log ratios, or differences for ``mse``), ``(*batch, n)``."""
-        yhat = self._fitted_values()
-        r = np.asarray(residuals(self.spec.objective, yhat, self.y))
+        with enable_x64():
+            r = np.asarray(self.spec.objective.residual(jnp.asarray(self._fitted_values()), jnp.asarray(self.y)))
         r = np.where(self.w > 0, r, np.nan)
         return r.reshape(self.batch_shape + (self.y.shape[-1],))
-
-    def _fitted_values(self) -> np.ndarray:
-        flat = self._flat_params()
-        with enable_x64():
-            xd = {v: jnp.asarray(a) for v, a in self.x.items()}
-            if self.form.variables == ("x",):
-                xd = xd["x"]
-            return np.asarray(jax.vmap(self.form.model)({p: jnp.asarray(v) for p, v in flat.items()}, xd))
 
     # ------------------------------------------------------------ model comparison
     @property
     def n_points(self) -> np.ndarray:
         """Effective number of points: the sum of weights (frequency-weight convention)."""
-        return _scalar_or_array(self.w.sum(axis=-1).reshape(self.batch_shape))
+        return scalar_or_array(self.w.sum(axis=-1).reshape(self.batch_shape))
 
     @property
     def n_params(self) -> int:
@@ -189,63 +136,123 @@ class FitResult:
     def rss(self) -> np.ndarray:
         """Weighted residual sum of squares (log space for log objectives)."""
         r = np.nan_to_num(self.residuals().reshape(self.y.shape))
-        return _scalar_or_array((self.w * r**2).sum(axis=-1).reshape(self.batch_shape))
+        return scalar_or_array((self.w * r**2).sum(axis=-1).reshape(self.batch_shape))
+
+    def _rss_floor(self) -> np.ndarray:
+        """The smallest RSS rounding can resolve: an exact fit gets this instead of 0."""
+        scale = 1.0 if self.spec.objective.log else np.nanmax(np.abs(self.y), axis=-1) ** 2
+        return (self.w.sum(axis=-1) * 1e-30 * scale).reshape(self.batch_shape)
 
     def _n_log_sigma2(self) -> np.ndarray:
         n = np.asarray(self.n_points, dtype=float)
-        with np.errstate(divide="ignore"):  # an exact fit (rss = 0) has criterion -inf
-            return n * np.log(np.asarray(self.rss, dtype=float) / n)
+        rss = np.maximum(np.asarray(self.rss, dtype=float), self._rss_floor())
+        return n * np.log(rss / n)
 
     @property
     def aic(self) -> np.ndarray:
-        """Akaike information criterion of a Gaussian model of the residuals (-inf if exact)."""
+        """Akaike information criterion of a Gaussian model of the residuals.
+
+        An exact fit (RSS below rounding) uses the rounding floor ``n * 1e-30`` (relative):
+        criteria stay finite, so differences between forms never become NaN.
+        """
         return self._n_log_sigma2() + 2 * self.n_params
 
     @property
     def bic(self) -> np.ndarray:
-        """Bayesian information criterion of a Gaussian model of the residuals (-inf if exact)."""
+        """Bayesian information criterion of a Gaussian model of the residuals."""
         return self._n_log_sigma2() + self.n_params * np.log(np.asarray(self.n_points, dtype=float))
 
+    @property
+    def r_squared(self) -> np.ndarray:
+        """Weighted ``R^2`` in the space of the residuals (log space for log objectives)."""
+        y = np.log(self.y) if self.spec.objective.log else self.y
+        w = self.w
+        mean = (w * y).sum(-1, keepdims=True) / np.maximum(w.sum(-1, keepdims=True), 1e-300)
+        tss = (w * (y - mean) ** 2).sum(-1).reshape(self.batch_shape)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return scalar_or_array(1.0 - np.asarray(self.rss, dtype=float) / tss)
+
     # ------------------------------------------------------------ uncertainty
+    @property
+    def covariance_kind(self) -> str:
+        """``"gauss-newton"`` (least squares: ``s^2 (J^T W J)^-1``) or ``"sandwich"`` (robust)."""
+        return "gauss-newton" if self.spec.objective.gaussian else "sandwich"
+
+    def _jacobian(self):
+        """``d residual / d param (m, n, p)`` and the residuals ``(m, n)`` at the optimum."""
+        flat = self._flat_params()
+        flat = {k: np.where(np.isfinite(v), v, 1.0) for k, v in flat.items()}
+        with enable_x64():
+            J, r = batch_residual_jacobian(self.spec, {k: jnp.asarray(v) for k, v in flat.items()},
+                                           {v: jnp.asarray(a) for v, a in self.x.items()}, jnp.asarray(self.y))
+            return np.asarray(J), np.asarray(r)
+
     @functools.cached_property
     def covariance(self) -> np.ndarray:
-        """Gauss-Newton parameter covariance ``s^2 (J^T W J)^-1``, shape ``(*batch, p, p)``.
+        """Parameter covariance, shape ``(*batch, p, p)``, rows in ``form.params`` order.
 
-        Defined for the least-squares objectives (``log_mse``, ``mse``) at an interior
-        optimum; NaN for curves with a parameter on a bound (see :attr:`status`).
-        Order of rows follows ``form.params``.
+        Least-squares objectives (``log_mse``, ``mse``): Gauss-Newton ``s^2 (J^T W J)^-1``
+        with ``s^2 = RSS / (n - p)``. Other objectives (``log_huber``, ``asymmetric``):
+        the sandwich (robust) covariance of an M-estimator,
+        ``n/(n-p) A^-1 B A^-1`` with ``B = sum_i w_i psi(r_i)^2 J_i J_i^T`` and
+        ``A = sum_i w_i psi'(r_i) J_i J_i^T``; for Huber ``psi'`` (1 inside ``delta``, 0
+        outside) is replaced by its mean over the points (Huber 1981, sec. 7.6), so ``A``
+        stays positive definite however few points fall inside ``delta``. See
+        :attr:`covariance_kind`. NaN for curves with a parameter on a bound, invalid or
+        unidentifiable curves (see :attr:`status`).
         """
-        if self.spec.objective not in ("log_mse", "mse"):
-            raise ValueError(
-                f"a Gauss-Newton covariance is defined for objective 'log_mse' or 'mse', not "
-                f"{self.spec.objective!r}; use bootstrap=... and .ci() instead"
-            )
-        flat = self._flat_params()
-        with enable_x64():
-            xd = {v: jnp.asarray(a) for v, a in self.x.items()}
-            if self.form.variables == ("x",):
-                xd = xd["x"]
-            J, r = batch_residual_jacobian(self.spec, {k: jnp.asarray(v) for k, v in flat.items()}, xd, jnp.asarray(self.y))
-            J, r = np.asarray(J), np.asarray(r)
+        J, r = self._jacobian()
         w = self.w
         p = len(self.form.params)
         n = w.sum(axis=-1)
-        s2 = (w * r**2).sum(axis=-1) / np.maximum(n - p, 1)
-        JtJ = np.einsum("mni,mn,mnj->mij", J, w, J)
-        cov = np.full(JtJ.shape, np.nan)
-        bad = (np.asarray(self.status).reshape(-1) == "at_bound") | (np.asarray(self.status).reshape(-1) == "invalid")
+        obj = self.spec.objective
+        with enable_x64():
+            if obj.gaussian:
+                s2 = (w * r**2).sum(axis=-1) / np.maximum(n - p, 1)
+                bread_w = w
+                meat_w = None
+            else:
+                bread_w = w * np.asarray(obj.bread_weights(jnp.asarray(r), jnp.asarray(w)))
+                meat_w = w * np.asarray(obj.psi(jnp.asarray(r))) ** 2
+        A = np.einsum("mni,mn,mnj->mij", J, bread_w, J)
+        cov = np.full(A.shape, np.nan)
+        status = np.asarray(self.status).reshape(-1)
+        bad = np.isin(status, ("at_bound", "invalid", "unidentifiable", "failed"))
         for i in np.flatnonzero(~bad):
             try:
-                cov[i] = s2[i] * np.linalg.inv(JtJ[i])
+                Ainv = np.linalg.inv(A[i])
             except np.linalg.LinAlgError:
-                pass
+                continue
+            if meat_w is None:
+                cov[i] = s2[i] * Ainv
+            else:
+                B = np.einsum("ni,n,nj->ij", J[i], meat_w[i], J[i])
+                cov[i] = n[i] / max(n[i] - p, 1) * Ainv @ B @ Ainv
         return cov.reshape(self.batch_shape + (p, p))
 
     @property
     def stderr(self) -> dict[str, np.ndarray]:
-        """Standard errors from :attr:`covariance`."""
-        d = np.sqrt(np.diagonal(self.covariance, axis1=-2, axis2=-1))
-        return {k: _scalar_or_array(d[..., i]) for i, k in enumerate(self.form.params)}
+        """Standard errors from :attr:`covariance` (every objective; see :attr:`covariance_kind`)."""
+        d = np.sqrt(np.maximum(np.diagonal(self.covariance, axis1=-2, axis2=-1), 0.0))
+        d = np.where(np.isnan(np.diagonal(self.covariance, axis1=-2, axis2=-1)), np.nan, d)
+        return {k: scalar_or_array(d[..., i]) for i, k in enumerate(self.form.params)}
+
+    @property
+    def correlation(self) -> np.ndarray:
+        """Parameter correlation matrix from :attr:`covariance`, ``(*batch, p, p)``."""
+        c = self.covariance
+        d = np.sqrt(np.diagonal(c, axis1=-2, axis2=-1))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return c / (d[..., :, None] * d[..., None, :])
+
+    def wald_ci(self, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``estimate +- t * stderr`` (Student t with ``n - p`` degrees of freedom)."""
+        _check_level(level)
+        n = np.asarray(self.n_points, dtype=float)
+        t = stats.t.ppf((1 + level) / 2, np.maximum(n - self.n_params, 1))
+        return {k: (scalar_or_array(np.asarray(self.params[k]) - t * np.asarray(se)),
+                    scalar_or_array(np.asarray(self.params[k]) + t * np.asarray(se)))
+                for k, se in self.stderr.items()}
 
     def _need_bootstrap(self):
         if self.bootstrap_params is None:
@@ -271,7 +278,7 @@ class FitResult:
         out = {}
         for k, v in self.bootstrap_params.items():
             lo, hi = _nanquantile(v, q)
-            out[k] = (_scalar_or_array(lo), _scalar_or_array(hi))
+            out[k] = (scalar_or_array(lo), scalar_or_array(hi))
         return out
 
     def predict_ci(self, x, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
@@ -283,29 +290,24 @@ class FitResult:
         B = next(iter(self.bootstrap_params.values())).shape[0]
         flat = {p: v.reshape(B, -1) for p, v in self.bootstrap_params.items()}
         m = next(iter(flat.values())).shape[1]
-        with enable_x64():
-            xd = {v: jnp.asarray(np.broadcast_to(a.reshape((-1, k)) if a.ndim > 1 else a, (m, k))) for v, a in xs.items()}
-            if self.form.variables == ("x",):
-                xd = xd["x"]
-            f = jax.vmap(jax.vmap(self.form.model), in_axes=(0, None))
-            preds = np.asarray(f({p: jnp.asarray(v) for p, v in flat.items()}, xd))  # (B, m, k)
+        xm = {v: np.broadcast_to(a.reshape((-1, k)) if a.ndim > 1 else a, (m, k)) for v, a in xs.items()}
+        preds = law_values(self.form, {p: v.reshape(-1) for p, v in flat.items()},
+                           {v: np.tile(a, (B, 1)) for v, a in xm.items()}).reshape(B, m, k)
         q = [(1 - level) / 2, (1 + level) / 2]
         lo, hi = _nanquantile(preds, q)
         return lo.reshape(self.batch_shape + (k,)), hi.reshape(self.batch_shape + (k,))
 
     def profile_ci(self, param: str, level: float = 0.95):
-        """Profile-likelihood interval of ``param`` (Gaussian residuals): see :func:`scaling.profile_ci`."""
-        from ._profile import profile_ci
-
-        return profile_ci(self, param, level=level)
+        """Profile-likelihood interval of ``param`` (every objective): see :func:`scaling.profile_ci`."""
+        return _profile_ci(self, param, level=level)
 
     # ------------------------------------------------------------ export
     def to_dataset(self, dims: tuple[str, ...] | None = None, coords: Mapping | None = None):
         """The fit as an ``xarray.Dataset`` in the layout of ``xarray.DataArray.curvefit``.
 
-        Variables: ``coefficients (*dims, param)``, ``objective``, ``status``,
-        ``converged``, ``covariance (*dims, cov_i, cov_j)`` for least-squares objectives,
-        and ``bootstrap_coefficients (bootstrap, *dims, param)`` when bootstrapped.
+        Variables: ``coefficients (*dims, param)``, ``stderr (*dims, param)``, ``objective``,
+        ``status``, ``converged``, ``covariance (*dims, cov_i, cov_j)`` (its kind in the
+        attrs), and ``bootstrap_coefficients (bootstrap, *dims, param)`` when bootstrapped.
         """
         import xarray as xr
 
@@ -314,65 +316,108 @@ class FitResult:
             raise ValueError(f"dims {dims} must name the {len(self.batch_shape)} batch axes of shape {self.batch_shape}")
         names = list(self.form.params)
         coef = np.stack([np.asarray(self.params[k], dtype=np.float64) for k in names], axis=-1)
+        se = np.stack([np.asarray(self.stderr[k], dtype=np.float64) for k in names], axis=-1)
         ds = xr.Dataset(
             {
                 "coefficients": (dims + ("param",), coef),
+                "stderr": (dims + ("param",), se, {"kind": self.covariance_kind}),
                 "objective": (dims, np.asarray(self.objective, dtype=np.float64)),
                 "status": (dims, np.asarray(self.status, dtype=str)),
                 "converged": (dims, np.asarray(self.converged, dtype=bool)),
+                "covariance": (dims + ("cov_i", "cov_j"), self.covariance, {"kind": self.covariance_kind}),
             },
-            coords={"param": names, **dict(coords or {})},
+            coords={"param": names, "cov_i": names, "cov_j": names, **dict(coords or {})},
         )
-        if self.spec.objective in ("log_mse", "mse"):
-            ds["covariance"] = (dims + ("cov_i", "cov_j"), self.covariance)
-            ds = ds.assign_coords(cov_i=names, cov_j=names)
         if self.bootstrap_params is not None:
             b = np.stack([self.bootstrap_params[k] for k in names], axis=-1)
             ds["bootstrap_coefficients"] = (("bootstrap",) + dims + ("param",), b)
+        obj = self.spec.objective
         ds.attrs.update(
             form=self.form.name,
-            law=self.form.math,
-            objective=self.spec.objective,
-            delta=self.spec.delta if self.spec.objective == "log_huber" else np.nan,
+            law=self.form.text,
+            objective=obj.name,
+            delta=getattr(obj, "delta", np.nan),
             n_starts=int(np.prod([g.size for g in self.start_grid.values()])) if self.start_grid else 1,
             refine=self.spec.refine,
         )
         return ds
 
     # ------------------------------------------------------------ display
+    def _interval_table(self, level: float):
+        """Intervals and their kind: bootstrap percentile if resampled, else Wald."""
+        if self.bootstrap_params is not None:
+            return self.ci(level), f"{level:.0%} bootstrap percentile"
+        return self.wald_ci(level), f"{level:.0%} Wald (t x s.e., {self.covariance_kind} covariance)"
+
     def summary(self, level: float = 0.95) -> str:
-        """A text table of parameters (with intervals when available) and status."""
-        lines = [f"form {self.form.name}: {self.form.math}", f"objective {self.spec.objective}"]
+        """A plain-text report to paste into a paper or a log.
+
+        Formula, objective, every parameter with its standard error and interval (and the
+        interval's kind), the correlation matrix, AIC/BIC, ``R^2`` in log space, status. A
+        batched result gives a table, one row per curve.
+
+        Examples
+        --------
+        >>> import numpy as np, scaling
+        >>> D = np.geomspace(1e2, 1e5, 12)
+        >>> y = 2.0 * D ** -0.3 * np.exp(0.01 * np.sin(np.arange(12.0)))
+        >>> text = scaling.fit("power", D, y).summary()
+        >>> text.splitlines()[0]
+        'form power: L = A * x^(-alpha)'
+        >>> "correlation" in text and "R^2 (log space)" in text
+        True
+        """
+        _check_level(level)
+        obj = self.spec.objective
+        lines = [f"form {self.form.name}: {self.form.text}", f"objective: {obj.describe()}"]
         if self.batch_shape:
-            lines.append(f"{int(np.prod(self.batch_shape))} curves, batch shape {self.batch_shape}")
-            st, counts = np.unique(np.asarray(self.status), return_counts=True)
-            lines.append("status: " + ", ".join(f"{s} {c}" for s, c in zip(st, counts)))
-            return "\n".join(lines)
-        ci = self.ci(level) if self.bootstrap_params is not None else None
-        se = self.stderr if (ci is None and self.spec.objective in ("log_mse", "mse")) else None
-        for k in self.form.params:
-            v = float(self.params[k])
-            if ci is not None:
-                lo, hi = ci[k]
-                extra = f"  [{float(lo):.6g}, {float(hi):.6g}] ({level:.0%} bootstrap)"
-            elif se is not None and np.isfinite(se[k]):
-                extra = f"  ± {float(se[k]):.3g} (s.e.)"
-            else:
-                extra = ""
-            lines.append(f"  {k:>10} = {v:.6g}{extra}")
-        lines.append(f"objective = {float(self.objective):.6g}; status = {self.status}"
+            return "\n".join(lines + self._batch_table())
+        se = self.stderr
+        ci, kind = self._interval_table(level)
+        lines.append(f"points: {float(self.n_points):g}; status: {self.status}"
                      + (f" ({self.bound_params} on bound)" if self.bound_params else ""))
+        lines.append(f"intervals: {kind}")
+        lines.append(f"  {'parameter':>10}  {'estimate':>12}  {'std.err':>10}  {'interval':>27}")
+        for k in self.form.params:
+            lo, hi = ci[k]
+            lines.append(f"  {k:>10}  {float(self.params[k]):>12.6g}  {float(se[k]):>10.3g}  "
+                         f"[{float(lo):>11.6g}, {float(hi):>11.6g}]")
+        lines.append("correlation:")
+        corr = self.correlation
+        lines.append("  " + " " * 10 + "".join(f"{k:>9}" for k in self.form.params))
+        for i, k in enumerate(self.form.params):
+            lines.append(f"  {k:>10}" + "".join(f"{corr[i, j]:>9.3f}" for j in range(len(self.form.params))))
+        lines.append(f"objective = {float(self.objective):.6g}; AIC = {float(self.aic):.4f}; "
+                     f"BIC = {float(self.bic):.4f}; R^2 ({'log' if obj.log else 'linear'} space) = "
+                     f"{float(self.r_squared):.6f}")
         return "\n".join(lines)
+
+    def _batch_table(self, max_rows: int = 50) -> list[str]:
+        m = int(np.prod(self.batch_shape))
+        status = np.asarray(self.status).reshape(-1)
+        st, counts = np.unique(status, return_counts=True)
+        out = [f"{m} curves, batch shape {self.batch_shape}; status: " + ", ".join(f"{s} {c}" for s, c in zip(st, counts))]
+        se = {k: np.asarray(v).reshape(-1) for k, v in self.stderr.items()}
+        flat = self._flat_params()
+        head = f"  {'curve':>10}" + "".join(f"  {k:>12}  {'s.e.':>9}" for k in self.form.params) + f"  {'status':>14}"
+        out.append(head)
+        for r in range(min(m, max_rows)):
+            idx = str(np.unravel_index(r, self.batch_shape)) if len(self.batch_shape) > 1 else str(r)
+            out.append(f"  {idx:>10}" + "".join(f"  {flat[k][r]:>12.6g}  {se[k][r]:>9.3g}" for k in self.form.params)
+                       + f"  {status[r]:>14}")
+        if m > max_rows:
+            out.append(f"  ... {m - max_rows} more curves (to_dataset() holds all)")
+        return out
 
     def __repr__(self) -> str:
         if self.batch_shape:
-            return f"FitResult(form={self.form.name!r}, batch_shape={self.batch_shape}, objective={self.spec.objective!r})"
+            return f"FitResult(form={self.form.name!r}, batch_shape={self.batch_shape}, objective={self.objective_name!r})"
         ps = ", ".join(f"{k}={float(v):.6g}" for k, v in self.params.items())
         return f"FitResult(form={self.form.name!r}, {ps}, status={self.status!r})"
 
 
 def _check_level(level: float) -> None:
-    if not (0 < level < 1):
+    if isinstance(level, bool) or not isinstance(level, (int, float, np.floating)) or not (0 < level < 1):
         raise ValueError(f"level must be in (0, 1), got {level!r}")
 
 
@@ -384,24 +429,28 @@ def _nanquantile(a: np.ndarray, q):
     return np.where(allnan, np.nan, lo), np.where(allnan, np.nan, hi)
 
 
-def _natural(form: Form, u: np.ndarray) -> dict[str, np.ndarray]:
-    from ._optimize import to_natural
-
-    with enable_x64():
-        return {k: np.asarray(v) for k, v in to_natural(form, jnp.asarray(u)).items()}
+def _is_scalar_x(form: Form, x) -> bool:
+    if isinstance(x, Mapping):
+        return all(np.ndim(v) == 0 for v in x.values())
+    return np.ndim(x) == 0
 
 
 def _normalize_x(form: Form, x) -> dict[str, np.ndarray]:
     if len(form.variables) == 1:
         if isinstance(x, Mapping):
+            if set(x) != set(form.variables):
+                raise ValueError(f"form {form.name!r} takes variable {form.variables[0]!r}; got keys {sorted(x)}")
             x = x[form.variables[0]]
         xs = {form.variables[0]: np.atleast_1d(np.asarray(x, dtype=np.float64))}
     else:
         if not isinstance(x, Mapping):
             raise TypeError(f"form {form.name!r} needs x as a mapping with keys {form.variables}")
+        missing = [v for v in form.variables if v not in x]
+        if missing:
+            raise ValueError(f"form {form.name!r} needs x keys {form.variables}; missing {missing}")
         xs = {v: np.atleast_1d(np.asarray(x[v], dtype=np.float64)) for v in form.variables}
         xs = dict(zip(xs, np.broadcast_arrays(*xs.values())))
     return xs
 
 
-__all__ = ["FitResult", "STATUSES", "transform_kinds"]
+__all__ = ["FitResult", "STATUSES", "law_values", "scalar_or_array", "transform_kinds"]

@@ -23,6 +23,28 @@ def check_choice(name: str, value, allowed) -> None:
         raise ValueError(f"unknown {name} {value!r}; expected one of: {', '.join(map(str, allowed))}")
 
 
+MAX_WEIGHT = 1e150  # a squared residual times the weight must stay finite
+WEIGHT_RANGE = 1e12  # points below this fraction of a curve's largest weight carry no information
+
+
+def _distinct_per_row(a: np.ndarray, used: np.ndarray) -> np.ndarray:
+    """Number of distinct values among the used entries of every row (vectorised)."""
+    s = np.sort(np.where(used, a, np.nan), axis=-1)  # NaN (unused) sort last
+    first = np.isfinite(s[:, :1]).sum(axis=-1)
+    return first + np.sum((np.diff(s, axis=-1) > 0) & np.isfinite(s[:, 1:]), axis=-1)
+
+
+def distinct_counts(form: Form, xs: dict, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per curve: distinct design points, and the fewest distinct values of any variable."""
+    per_var = [_distinct_per_row(xs[v], used) for v in form.variables]
+    fewest = np.min(per_var, axis=0)
+    if len(form.variables) == 1:
+        return per_var[0], fewest
+    points = np.array([len(np.unique(np.stack([xs[v][r][used[r]] for v in form.variables], -1), axis=0))
+                       for r in range(used.shape[0])], dtype=int)
+    return points, fewest
+
+
 def _where(batch_shape: tuple[int, ...], flat_index: int) -> str:
     if not batch_shape:
         return ""
@@ -32,12 +54,13 @@ def _where(batch_shape: tuple[int, ...], flat_index: int) -> str:
 class Prepared:
     """Data flattened to ``(m, n)`` curves with per-curve validity."""
 
-    def __init__(self, x, y, w, batch_shape, invalid, messages, shared_x):
+    def __init__(self, x, y, w, batch_shape, invalid, messages, shared_x, unidentifiable=None):
         self.x, self.y, self.w = x, y, w
         self.batch_shape = batch_shape
         self.invalid = invalid
         self.messages = messages
         self.shared_x = shared_x
+        self.unidentifiable = np.zeros_like(invalid) if unidentifiable is None else unidentifiable
 
     @property
     def m(self) -> int:
@@ -95,6 +118,11 @@ def prepare(form: Form, x, y, weights, *, log_objective: bool, skipna: bool, err
         if bad.any():
             i = np.argwhere(bad)[0]
             raise ValueError(f"weights must be finite and >= 0; got weights{tuple(i)} = {w[tuple(i)]}")
+        if np.any(w > MAX_WEIGHT):
+            i = np.argwhere(w > MAX_WEIGHT)[0]
+            raise ValueError(
+                f"weights must be <= {MAX_WEIGHT:g} (weights are relative: rescale them); got "
+                f"weights{tuple(i)} = {w[tuple(i)]:g}")
     batch_shape = shape[:-1]
     m = int(np.prod(batch_shape, dtype=int))
     y = np.broadcast_to(y, shape).reshape(m, n).copy()
@@ -136,6 +164,31 @@ def prepare(form: Form, x, y, weights, *, log_objective: bool, skipna: bool, err
         messages.setdefault(r, _where(batch_shape, r) + (
             f"{n_eff[r]} points cannot determine the {p} parameters of form {form.name!r} {form.params} "
             f"and a residual scale; need at least {p + 1} points"))
+    unident = np.zeros(m, dtype=bool)
+    top = np.max(np.where(used & ~nonfinite, w, 0.0), axis=-1, keepdims=True)
+    informative = used & ~nonfinite & (w >= top / WEIGHT_RANGE)
+    n_inf = np.count_nonzero(informative, axis=-1)
+    for r in np.flatnonzero((n_inf < p + 1) & (n_eff >= p + 1)):
+        messages.setdefault(r, _where(batch_shape, r) + (
+            f"only {n_inf[r]} points carry weight within a factor {WEIGHT_RANGE:g} of the largest weight "
+            f"({top[r, 0]:g}); the {p} parameters of form {form.name!r} need at least {p + 1}: "
+            f"weights this unequal leave the fit undetermined"))
+    ok_rows = np.flatnonzero(n_inf >= p + 1)
+    internal = any(v.startswith("_") for v in variables)  # profiled/grouped forms: checked upstream
+    if ok_rows.size and not internal:
+        points, fewest = distinct_counts(form, {v: a[ok_rows] for v, a in xs.items()}, informative[ok_rows])
+        need_each = 3 if len(variables) > 1 else 1
+        for i, r in enumerate(ok_rows):
+            if r in messages:
+                continue
+            if points[i] < p or fewest[i] < need_each:
+                what = (f"{points[i]} distinct x values" if len(variables) == 1 else
+                        f"{points[i]} distinct ({', '.join(variables)}) points and as few as {fewest[i]} distinct "
+                        f"values of one variable (each needs >= 3)")
+                messages[r] = _where(batch_shape, r) + (
+                    f"unidentifiable: {what} cannot determine the {p} parameters {form.params} of form "
+                    f"{form.name!r}; need at least {p} distinct x values (repeats do not help)")
+                unident[r] = True
     yv = np.where(used & ~nonfinite, y, np.nan)
     with np.errstate(invalid="ignore"):
         spread = np.nanmax(yv, axis=-1) - np.nanmin(yv, axis=-1) if n > 0 else np.zeros(m)
@@ -150,13 +203,16 @@ def prepare(form: Form, x, y, weights, *, log_objective: bool, skipna: bool, err
             more = f" ({len(messages) - 1} more curves have problems)" if len(messages) > 1 else ""
             raise ValueError(messages[first] + more)
         invalid[list(messages)] = True
+        invalid &= ~unident
         # Harmless stand-in data keeps the batched computation finite; results are masked.
+    bad_rows = invalid | unident
+    if bad_rows.any():
         for v in xs:
-            xs[v][invalid] = np.arange(1.0, n + 1.0)
-        y[invalid] = 1.0 + 1.0 / np.arange(1.0, n + 1.0)
-        w[invalid] = 1.0
-    masked = ~invalid[:, None] & (w == 0)
+            xs[v][bad_rows] = np.arange(1.0, n + 1.0)
+        y[bad_rows] = 1.0 + 1.0 / np.arange(1.0, n + 1.0)
+        w[bad_rows] = 1.0
+    masked = ~bad_rows[:, None] & (w == 0)
     y[masked] = 1.0  # masked points: any positive finite value, weight 0
     for v in xs:
         xs[v][masked] = 1.0
-    return Prepared(xs, y, w, batch_shape, invalid, messages, shared_x)
+    return Prepared(xs, y, w, batch_shape, invalid, messages, shared_x, unident)

@@ -12,8 +12,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import jax
-
 
 @contextlib.contextmanager
 def enable_x64(enabled: bool = True) -> Iterator[None]:
@@ -34,6 +32,8 @@ def enable_x64(enabled: bool = True) -> Iterator[None]:
     >>> print(jnp.ones(1).dtype)
     float32
     """
+    import jax  # here, not at import: ``import scaling`` does not load jax
+
     scoped = getattr(jax, "enable_x64", None)
     if scoped is None:  # jax < 0.7
         from jax.experimental import enable_x64 as scoped

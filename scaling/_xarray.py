@@ -8,13 +8,15 @@ import numpy as np
 import xarray as xr
 
 from . import _forms
-from ._fit import fit
 from ._local import local_exponent
 
 
-def fit_dataarray(da: xr.DataArray, form, dim: str | Sequence[str], *, variables: Mapping[str, str] | None = None,
+def fit_dataarray(da: xr.DataArray, dim: str | Sequence[str], *, form, variables: Mapping[str, str] | None = None,
                   skipna: bool = True, **fit_kwargs) -> xr.Dataset:
     """Fit ``form`` along ``dim`` of ``da``, one fit per position along every other dim.
+
+    Arguments follow ``xarray.DataArray.curvefit(coords, func)``: the dimension(s) first,
+    then the law, here as the keyword ``form``.
 
     Parameters
     ----------
@@ -46,13 +48,18 @@ def fit_dataarray(da: xr.DataArray, form, dim: str | Sequence[str], *, variables
     >>> D = np.geomspace(1e2, 1e5, 10)
     >>> da = xr.DataArray(0.1 + np.array([[2.0], [4.0]]) * D ** -0.5, dims=("width", "D"),
     ...                   coords={"width": [64, 128], "D": D})
-    >>> ds = da.scaling.fit("offset", dim="D")
+    >>> ds = da.scaling.fit("D", form="offset")
     >>> ds.coefficients.sel(param="A").values.round(3)
     array([2., 4.])
     """
+    from ._fit import fit
+
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"expected an xarray.DataArray, got {type(da).__name__}")
     f = _forms.get(form)
+    if isinstance(dim, _forms.Form) or (isinstance(dim, str) and dim not in da.dims and dim in _forms.available()):
+        raise TypeError(f"the first argument is the dim to fit along (as in xarray's curvefit), got {dim!r}; "
+                        f"pass the law as form=..., e.g. .scaling.fit('D', form='offset')")
     dims = (dim,) if isinstance(dim, str) else tuple(dim)
     missing = [d for d in dims if d not in da.dims]
     if missing:
@@ -81,8 +88,7 @@ def fit_dataarray(da: xr.DataArray, form, dim: str | Sequence[str], *, variables
     npts = int(np.prod(da_t.shape[len(other):], dtype=int))
     y = da_t.values.reshape(batch_shape + (npts,))
     x = {v: a.reshape(batch_shape + (npts,)) for v, a in xs.items()}
-    x_arg = x[f.variables[0]] if len(f.variables) == 1 else x
-    res = fit(f, x_arg, y, skipna=skipna, **fit_kwargs)
+    res = fit(f, x, y, skipna=skipna, **fit_kwargs)
     coords = {d: da_t.coords[d] for d in other if d in da_t.coords}
     out = res.to_dataset(dims=other, coords=coords)
     for name, c in da_t.coords.items():  # non-dimension coords along the batch dims
@@ -90,20 +96,20 @@ def fit_dataarray(da: xr.DataArray, form, dim: str | Sequence[str], *, variables
             out = out.assign_coords({name: c})
     out.attrs = {**da.attrs, **out.attrs, "fit_dims": list(dims), "variable": str(da.name)}
     if "units" in da.attrs:
-        out["objective"].attrs["units"] = f"({da.attrs['units']})^2" if res.spec.objective == "mse" else "(log units)^2"
+        out["objective"].attrs["units"] = "(log units)^2" if res.spec.objective.log else f"({da.attrs['units']})^2"
     return out
 
 
 @xr.register_dataarray_accessor("scaling")
 class ScalingDataArrayAccessor:
-    """``da.scaling.fit(form, dim)``, ``da.scaling.local_exponent(dim)``."""
+    """``da.scaling.fit(dim, form=...)``, ``da.scaling.local_exponent(dim)``."""
 
     def __init__(self, obj: xr.DataArray):
         self._obj = obj
 
-    def fit(self, form, dim, **kwargs) -> xr.Dataset:
-        """See :func:`scaling.fit_dataarray`."""
-        return fit_dataarray(self._obj, form, dim, **kwargs)
+    def fit(self, dim, *, form, **kwargs) -> xr.Dataset:
+        """Fit along ``dim`` (dim first, law as ``form=``, like ``curvefit``): see :func:`scaling.fit_dataarray`."""
+        return fit_dataarray(self._obj, dim, form=form, **kwargs)
 
     def local_exponent(self, dim: str, l_inf=None, *, bandwidth: float | None = None) -> xr.DataArray:
         """Local exponent along ``dim`` (see :func:`scaling.local_exponent`)."""
@@ -117,15 +123,31 @@ class ScalingDataArrayAccessor:
 
 @xr.register_dataset_accessor("scaling")
 class ScalingDatasetAccessor:
-    """``ds.scaling.fit(var, form, dim)``."""
+    """``ds.scaling.fit(dim, form=..., var=...)``."""
 
     def __init__(self, obj: xr.Dataset):
         self._obj = obj
 
-    def fit(self, var: str, form, dim, **kwargs) -> xr.Dataset:
-        """Fit data variable ``var`` (see :func:`scaling.fit_dataarray`)."""
-        if var not in self._obj.data_vars:
-            raise ValueError(f"no data variable {var!r}; available: {list(self._obj.data_vars)}")
-        out = fit_dataarray(self._obj[var], form, dim, **kwargs)
-        out.attrs = {**self._obj.attrs, **out.attrs}
-        return out
+    def fit(self, dim, *, form, var: str | None = None, **kwargs) -> xr.Dataset:
+        """Fit data variable ``var`` along ``dim`` (see :func:`scaling.fit_dataarray`).
+
+        Without ``var`` every data variable that has ``dim`` is fitted, as
+        ``Dataset.curvefit`` does, and results are prefixed ``{var}_`` (``test_loss_coefficients``).
+        """
+        if var is not None:
+            if var not in self._obj.data_vars:
+                raise ValueError(f"no data variable {var!r}; available: {list(self._obj.data_vars)}")
+            out = fit_dataarray(self._obj[var], dim, form=form, **kwargs)
+            out.attrs = {**self._obj.attrs, **out.attrs}
+            return out
+        dims = (dim,) if isinstance(dim, str) else tuple(dim)
+        names = [v for v in self._obj.data_vars if set(dims) <= set(self._obj[v].dims)]
+        if not names:
+            raise ValueError(f"no data variable has dims {dims}; variables: {list(self._obj.data_vars)}")
+        parts = []
+        for v in names:
+            out = fit_dataarray(self._obj[v], dim, form=form, **kwargs)
+            parts.append(out.rename({k: f"{v}_{k}" for k in out.data_vars}))
+        merged = xr.merge(parts, compat="override", combine_attrs="drop_conflicts")
+        merged.attrs = {**self._obj.attrs, **merged.attrs}
+        return merged

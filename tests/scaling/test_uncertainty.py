@@ -72,10 +72,20 @@ def test_bootstrap_is_reproducible_from_the_key(rng):
     assert not np.array_equal(a, c)
 
 
-def test_covariance_is_refused_for_non_gaussian_objectives(rng):
-    y = 2 * D**-0.3 * np.exp(0.02 * rng.standard_normal(D.size))
-    res = scaling.fit("power", D, y, objective="log_huber")
-    with pytest.raises(ValueError, match="Gauss-Newton covariance is defined"):
-        res.covariance
-    with pytest.raises(ValueError, match="profile likelihood needs a Gaussian objective"):
-        res.profile_ci("alpha")
+def test_huber_sandwich_equals_the_textbook_robust_covariance_of_a_log_linear_fit(rng):
+    # A power law is a linear regression in log space: log y = log A - alpha log D. With
+    # delta above every residual, Huber is least squares with psi(r) = r, psi' = 1, and
+    # the sandwich is HC1: n/(n-p) (X^T X)^-1 X^T diag(e^2) X (X^T X)^-1 (White 1980).
+    y = 2 * D**-0.3 * np.exp(0.02 * rng.standard_normal(D.size) * np.linspace(0.5, 2, D.size))
+    res = scaling.fit("power", D, y, objective="log_huber", delta=10.0)
+    assert res.covariance_kind == "sandwich"
+    X = np.column_stack([np.ones(D.size), -np.log(D)])
+    beta, *_ = np.linalg.lstsq(X, np.log(y), rcond=None)
+    e = np.log(y) - X @ beta
+    bread = np.linalg.inv(X.T @ X)
+    hc1 = D.size / (D.size - 2) * bread @ (X.T * e**2) @ X @ bread
+    assert res.params["alpha"] == pytest.approx(beta[1], rel=1e-7)
+    assert res.stderr["alpha"] == pytest.approx(np.sqrt(hc1[1, 1]), rel=1e-5)
+    # and the profile interval works for Huber too, around the estimate
+    lo, hi = res.profile_ci("alpha")
+    assert lo < res.params["alpha"] < hi

@@ -22,7 +22,7 @@ def sweep(rng):
 
 
 def test_dataarray_fit_keeps_coords_and_attrs(sweep):
-    ds = sweep.scaling.fit("offset", dim="D")
+    ds = sweep.scaling.fit("D", form="offset")
     assert ds.coefficients.dims == ("width", "seed", "param")
     np.testing.assert_array_equal(ds.width.values, [64, 256, 1024])
     assert list(ds.label.values) == ["s", "m", "l"]
@@ -35,14 +35,14 @@ def test_dataarray_fit_keeps_coords_and_attrs(sweep):
 def test_missing_cells_are_skipped(sweep):
     holed = sweep.copy()
     holed[0, 0, 3] = np.nan
-    ds = holed.scaling.fit("offset", dim="D")
+    ds = holed.scaling.fit("D", form="offset")
     ref = scaling.fit("offset", np.delete(D, 3), np.delete(sweep.values[0, 0], 3))
     assert float(ds.coefficients.sel(width=64, seed=0, param="A")) == pytest.approx(ref.params["A"], rel=1e-8)
 
 
 def test_dataset_accessor_and_netcdf_round_trip(sweep, tmp_path):
     ds_in = sweep.to_dataset()
-    out = ds_in.scaling.fit("test_loss", "offset", dim="D", bootstrap=20, key=0)
+    out = ds_in.scaling.fit("D", form="offset", var="test_loss", bootstrap=20, key=0)
     assert "bootstrap_coefficients" in out
     path = tmp_path / "fit.nc"
     out.to_netcdf(path)
@@ -55,12 +55,12 @@ def test_two_variable_form_over_two_dims():
     Dt = np.geomspace(1e9, 1e11, 7)
     law = 1.7 + 400 * N[:, None] ** -0.34 + 410 * Dt[None, :] ** -0.28
     da = xr.DataArray(law, dims=("N", "D"), coords={"N": N, "D": Dt})
-    ds = da.scaling.fit("chinchilla", dim=("N", "D"))
+    ds = da.scaling.fit(("N", "D"), form="chinchilla")
     np.testing.assert_allclose(ds.coefficients.sel(param=["alpha", "beta"]), [0.34, 0.28], rtol=1e-5)
 
 
 def test_dataarray_errors(sweep):
     with pytest.raises(ValueError, match=r"dims \['P'\] not in"):
-        sweep.scaling.fit("offset", dim="P")
+        sweep.scaling.fit("P", form="offset")
     with pytest.raises(ValueError, match="no data variable 'loss'"):
-        sweep.to_dataset().scaling.fit("loss", "offset", dim="D")
+        sweep.to_dataset().scaling.fit("D", form="offset", var="loss")
