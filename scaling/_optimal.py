@@ -117,7 +117,7 @@ def compute_optimal(result, compute, *, flops: float = 6.0, level: float = 0.95)
     >>> opt = scaling.compute_optimal(res, [1e21, 1e23])
     >>> round(opt.attrs["a"], 4), round(opt.attrs["b"], 4)
     (0.4516, 0.5484)
-    >>> bool(np.allclose(6 * opt.N_opt * opt.D_opt, opt.compute))
+    >>> bool(np.allclose(6 * opt.N_opt * opt.D_opt, opt["compute"]))
     True
     """
     import jax
