@@ -100,6 +100,24 @@ def run_batch(spec: Spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.nd
     batch with the rest of the ``max_iter`` budget.
     """
     ensure_compilation_cache()
+    form = spec.form
+    if form.linear and form.scalable:
+        # Unit-free: fit y / s (s = the curve's largest used |y|) and scale the linear
+        # parameters back, so statuses and intervals never depend on the units of y.
+        used = w > 0
+        s = np.max(np.where(used, np.abs(y), 0.0), axis=-1)
+        s = np.where(np.isfinite(s) & (s > 0), s, 1.0)
+        x = {k: (v / s[:, None] if k in form.y_scaled_variables else v) for k, v in x.items()}
+        out = _run_two_pass(spec, x, y / s[:, None], w, u_starts)
+        for k in form.linear:
+            out["params"][k] = out["params"][k] * s
+        if not spec.objective.log:
+            out["value"] = out["value"] * s**2
+        return out
+    return _run_two_pass(spec, x, y, w, u_starts)
+
+
+def _run_two_pass(spec: Spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.ndarray) -> dict:
     fast = dataclasses.replace(spec, max_iter=min(spec.max_iter, FAST_PASS_ITER))
     out = _run_padded(fast, x, y, w, u_starts)
     todo = np.flatnonzero((out["n_iter"] >= fast.max_iter) & ~out["converged"] & np.isfinite(out["value"]))

@@ -56,6 +56,13 @@ class Form:
     blocks : tuple of tuple of str
         Optional groups of linear parameters whose columns touch disjoint points (e.g. one
         offset per experiment in a shared fit): each block is solved on its own.
+    scalable : bool
+        The law is homogeneous in its linear parameters (``y -> s y`` is ``c -> s c``), so
+        fits run on ``y`` divided by its scale and are unit-free. False e.g. when a linear
+        parameter is held at a nonzero value.
+    y_scaled_variables : tuple of str
+        Variables that carry values in the units of ``y`` (a held linear parameter in a
+        profile); rescaled with ``y``.
 
     Examples
     --------
@@ -85,6 +92,8 @@ class Form:
     math: str = ""
     text: str = ""
     blocks: tuple = ()
+    scalable: bool = True
+    y_scaled_variables: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -215,6 +224,7 @@ def _fixed_form(form: Form, items: tuple[tuple[str, float], ...]) -> Form:
         return form.model({**p, **fixed}, x)  # same variables: x passes through unchanged
 
     suffix = ",".join(f"{k}={v:g}" for k, v in items)
+    scalable = form.scalable and not any(k in form.linear and v != 0 for k, v in items)
     return Form(
         name=f"{form.name}[{suffix}]",
         model=model,
@@ -225,6 +235,7 @@ def _fixed_form(form: Form, items: tuple[tuple[str, float], ...]) -> Form:
         variables=form.variables,
         math=form.math,
         text=form.text,
+        scalable=scalable,
     )
 
 

@@ -38,6 +38,8 @@ def profiled_form(form: Form, name: str) -> Form:
         variables=form.variables + ("_profile",),
         math=form.math,
         text=form.text,
+        scalable=form.scalable,
+        y_scaled_variables=("_profile",) if name in form.linear else (),
     )
 
 

@@ -61,7 +61,8 @@ def grouped_form(form: Form, n_groups: int, shared: tuple[str, ...]) -> Form:
 
     return Form(name=f"{form.name}|shared={','.join(shared)}|groups={n_groups}", model=model, params=tuple(params),
                 linear=tuple(linear), bounds=bounds, init=init, variables=form.variables + ("_group",),
-                math=form.math, text=form.text, blocks=blocks)
+                math=form.math, text=form.text, blocks=blocks,
+                scalable=form.scalable)
 
 
 class LRTest(NamedTuple):
