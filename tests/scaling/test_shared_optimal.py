@@ -193,3 +193,22 @@ def test_loop_of_single_fits_of_any_length_reuses_a_handful_of_programs():
         x = np.geomspace(1e2, 1e5, n)
         scaling.fit("offset", x, (0.1 + 2 * x**-0.4) * np.exp(0.01 * rng.standard_normal(n)))
     assert _optimize.fit_batch._cache_size() - before <= 4  # 16, 32, 64 points (+ a slow-curve pass)
+
+
+def test_plot_fit_draws_batches_and_isoflop_curves_with_one_legend_entry_each():
+    import matplotlib.pyplot as plt
+
+    batch = scaling.fit("power", D, np.stack([2 * D**-0.3, 3 * D**-0.5, 4 * D**-0.4]) * (1 + 0.01 * np.sin(D)))
+    ax = scaling.plot_fit(batch, labels=["a", "b", "c"], extrapolate_to=1e7)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b", "c"]
+    assert all("$" not in t.get_text() for t in ax.get_xticklabels())
+    N, Dt = np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5))
+    budgets = np.array([1e18, 1e19, 1e20])
+    n_iso = np.concatenate([np.geomspace(1e7, 1e9, 6)] * 3)
+    c_iso = np.repeat(budgets, 6)
+    d_iso = c_iso / (6 * n_iso)
+    loss = 1.7 + 400 / n_iso**0.34 + 410 / d_iso**0.28
+    res = scaling.fit("chinchilla", {"N": n_iso, "D": d_iso}, loss * (1 + 0.001 * np.sin(n_iso)))
+    ax = scaling.plot_fit(res, kind="isoflop")
+    assert len(ax.get_legend().get_texts()) == 3
+    plt.close("all")
