@@ -177,6 +177,9 @@ def code_version() -> str:
     return f"{version}+src.{source_hash(roots)}"
 
 
+code_version()  # hashed when the code is imported, the code that then runs
+
+
 def provenance(spec: SweepSpec) -> dict:
     """Attributes recording what produced a sweep: spec, versions, revision, device, time."""
     import jax

@@ -317,6 +317,7 @@ def test_a_sweep_refuses_to_mix_code_versions(tmp_path, monkeypatch):
     assert len(json.loads(ds.attrs["code_versions"])) == 2
 
 
+@pytest.mark.slow  # two fresh interpreters (~25 s on 2 cores); the same race in threads runs by default above
 def test_two_nst_sweeps_at_once_share_nothing_and_lose_nothing(tmp_path):
     spec = tmp_path / "spec.toml"
     spec.write_text('name = "race"\n[task]\nkind = "teacher_student"\nn_features = 2000\nalpha = 0.5\n'
