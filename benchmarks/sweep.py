@@ -1,76 +1,189 @@
-"""Benchmark: a 12 (P) x 12 (D) x 4 (seed) random-feature ridge sweep, batched vs a per-cell loop.
+"""Benchmark: sweeps through experiments.run against the per-cell loops they replace, same run.
 
-Task: scikit-learn digits, random ReLU features, ridge 1e-3, D = 20..1000, P = 16..2048,
-500 test points. Ours: experiments.run (one unit per seed: features drawn once, Gram
-matrices grown incrementally over P, one Cholesky factor per P shared by every D).
-Peer: a plain loop over the 576 cells, each drawing the same features and solving its own
-ridge problem with scipy (primal or dual, whichever is smaller). Checks the two agree and
-prints cells per second and the ratio (target >= 10x).
+1. Random-feature ridge on digits (ReLU features, ridge 1e-3), a P x D x seed grid.
+   Ours: ``experiments.run`` (per seed one feature draw; Grams accumulated once over
+   features and once over rows; one Cholesky factor per P serves every smaller D).
+   Peer: a naive per-cell numpy loop that prepares the data and keys once (it does not
+   rebuild them per cell), then for every cell draws that cell's features and makes one
+   ``np.linalg.solve`` (primal or dual, whichever is smaller). Both are timed cold and
+   warm; the test losses must agree (same features, same ridge convention).
+2. A trained-MLP width x D x seed sweep on digits. Ours: ``experiments.run`` (cells of one
+   width share a device program: D padded with masks, seeds and D vmapped, the training
+   loop and early stopping on the device). Peer: the old per-cell code (the training loop
+   of the previous release: one program per (D, width) cell, vmapped over seeds, checked
+   from Python every ``eval_every`` steps), copied below. Reports steps per second.
 
-Run: uv run python benchmarks/sweep.py
+Run: uv run python benchmarks/sweep.py [--rf-only | --mlp-only] [--dmax 1000 --pmax 1000]
 """
 
+import argparse
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
+import optax
 
 import experiments
-from experiments._teacher_student import numpy_generator
-from experiments._units import unit_data, unit_key
-
-D = np.unique(np.geomspace(20, 1000, 12).astype(int)).tolist()
-P = np.unique(np.geomspace(16, 2048, 12).astype(int)).tolist()
-SEEDS = [0, 1, 2, 3]
-RIDGE = 1e-3
 
 
-def spec():
-    return experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "ridge": RIDGE, "features": "relu"},
-                                 grid={"D": D, "P": P, "seed": SEEDS}, n_test=500, name="rf sweep benchmark")
+def rf_spec(D, P, seeds):
+    return experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "ridge": 1e-3, "features": "relu"},
+                                 grid={"D": D, "P": P, "seed": seeds}, n_test=500, name="rf sweep benchmark")
 
 
-def per_cell_loop(s):
-    out = np.empty((len(D), len(P), len(SEEDS)))
-    for k, seed in enumerate(SEEDS):
+def naive_rf_loop(spec):
+    """The peer: data and keys prepared once per seed, then per cell a fresh feature draw
+    and one np.linalg.solve."""
+    D, P, seeds = spec.grid["D"], spec.grid["P"], spec.grid["seed"]
+    ridge = spec.model["ridge"]
+    prepared = []
+    for s in seeds:  # not rebuilt per cell
+        key = experiments.unit_key(spec, {"seed": s}, s)
+        k_data, k_feat = jax.random.split(key)
+        data = spec.task_kind.data(spec, {"seed": s}, k_data, D[-1])
+        X_tr = data.x_pool.reshape(D[-1], -1).astype(np.float64)
+        X_te = data.x_test.reshape(data.x_test.shape[0], -1).astype(np.float64)
+        bits = np.asarray(jax.random.bits(k_feat, (4,), dtype=jnp.uint32), dtype=np.uint64)
+        prepared.append((X_tr, X_te, data.y_pool, data.y_test, [int(b) for b in bits]))
+    out = np.empty((len(D), len(P), len(seeds)))
+    for k, (X_tr, X_te, y_tr, y_te, seed_bits) in enumerate(prepared):
         for j, p in enumerate(P):
             for i, d in enumerate(D):
-                # Everything per cell: data, features, solve (what a naive sweep script does).
-                key = unit_key(s, {"seed": seed}, seed)
-                k_data, k_feat = jax.random.split(key)
-                data = unit_data(s, {"seed": seed}, k_data, D[-1])
-                X_tr = data.x_pool.reshape(D[-1], -1)[:d]
-                X_te = data.x_test.reshape(data.x_test.shape[0], -1)
-                W = numpy_generator(k_feat).standard_normal((X_tr.shape[1], P[-1]))[:, :p] / np.sqrt(X_tr.shape[1])
-                F_tr = np.sqrt(2.0) * np.maximum(X_tr @ W, 0)
+                # this cell's features: the first p columns of the seed's Gaussian draw
+                W = np.random.default_rng(seed_bits).standard_normal((X_tr.shape[1], P[-1]))[:, :p]
+                W /= np.sqrt(X_tr.shape[1])
+                F = np.sqrt(2.0) * np.maximum(X_tr[:d] @ W, 0)
                 F_te = np.sqrt(2.0) * np.maximum(X_te @ W, 0)
-                y = data.y_pool[:d]
-                if p <= d:  # primal: (F^T F + ridge P I) theta = F^T y
-                    theta = scipy.linalg.solve(F_tr.T @ F_tr + RIDGE * p * np.eye(p), F_tr.T @ y, assume_a="pos")
-                else:  # dual: (F F^T / P + ridge I) alpha = y
-                    alpha = scipy.linalg.solve(F_tr @ F_tr.T / p + RIDGE * np.eye(d), y, assume_a="pos")
-                    theta = F_tr.T @ alpha / p
-                out[i, j, k] = np.mean(np.sum((F_te @ theta - data.y_test) ** 2, axis=1))
+                if p <= d:
+                    theta = np.linalg.solve(F.T @ F + ridge * p * np.eye(p), F.T @ y_tr[:d])
+                else:
+                    theta = F.T @ np.linalg.solve(F @ F.T / p + ridge * np.eye(d), y_tr[:d]) / p
+                out[i, j, k] = np.mean(np.sum((F_te @ theta - y_te) ** 2, axis=1))
     return out
 
 
-def main():
-    s = spec()
-    experiments.run(experiments.SweepSpec(task=s.task, model=s.model, grid={"D": D[:2], "P": P[:2], "seed": [0]},
-                                          n_test=500), progress=False)  # warm caches (data set, jit)
+def bench_rf(dmax, pmax):
+    D = np.unique(np.geomspace(20, dmax, 9).astype(int)).tolist()
+    P = np.unique(np.geomspace(16, pmax, 9).astype(int)).tolist()
+    spec = rf_spec(D, P, [0, 1, 2])
     t0 = time.perf_counter()
-    ds = experiments.run(s, progress=False)
+    ds = experiments.run(spec, progress=False)
+    t_cold = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ds = experiments.run(spec, progress=False)
     t_ours = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref = per_cell_loop(s)
+    ref = naive_rf_loop(spec)
     t_loop = time.perf_counter() - t0
-    rel = np.max(np.abs(ds.test_loss.values / ref - 1))
-    n = s.n_cells
-    print(f"{len(P)} P x {len(D)} D x {len(SEEDS)} seeds = {n} cells (digits, ReLU random features, ridge {RIDGE})")
-    print(f"batched sweep (experiments.run): {t_ours:.2f} s  ({n / t_ours:.1f} cells/s)")
-    print(f"per-cell loop:                   {t_loop:.2f} s  ({n / t_loop:.1f} cells/s)")
-    print(f"ratio: {t_loop / t_ours:.1f}x   target >= 10x;  max relative difference of test losses {rel:.1e}")
+    rel = float(np.max(np.abs(ds.test_loss.values / ref - 1)))
+    n = spec.n_cells
+    print(f"RF ridge, digits: {len(D)} D (20..{dmax}) x {len(P)} P (16..{pmax}) x 3 seeds = {n} cells")
+    print(f"  experiments.run        {t_ours:.3f} s warm ({n / t_ours:.0f} cells/s), {t_cold:.3f} s cold")
+    print(f"  naive per-cell loop    {t_loop:.3f} s ({n / t_loop:.0f} cells/s)")
+    print(f"  ratio {t_loop / t_ours:.1f}x warm, {t_loop / t_cold:.1f}x cold (target >= 10x); "
+          f"max relative difference of test losses {rel:.1e}")
+    return t_loop / t_ours
+
+
+# ---------------------------------------------------------------- the old per-cell training code
+
+
+def old_train(net, x, y, x_val, y_val, *, keys, config):
+    """The previous release's ``experiments.train``: a jitted chunk of ``eval_every`` steps
+    per call, early stopping decided in Python after every chunk."""
+    S, D = x.shape[0], x.shape[1]
+    opt = config.optax_optimizer()
+    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
+    opt_state = jax.vmap(opt.init)(params)
+    bs = D if config.batch_size is None or config.batch_size >= D else int(config.batch_size)
+
+    def loss_fn(p, xb, yb):
+        return jnp.mean(jnp.sum((net.apply(p, xb) - yb) ** 2, axis=-1))
+
+    def one_seed_chunk(p, s, k, xs, ys):
+        def body(carry, _):
+            p, s, k = carry
+            k, sub = jax.random.split(k)
+            idx = jax.random.choice(sub, D, (bs,), replace=False) if bs < D else jnp.arange(D)
+            g = jax.grad(loss_fn)(p, xs[idx], ys[idx])
+            upd, s = opt.update(g, s, p)
+            return (optax.apply_updates(p, upd), s, k), None
+
+        (p, s, k), _ = jax.lax.scan(body, (p, s, k), None, length=config.eval_every)
+        return p, s, k
+
+    chunk = jax.jit(jax.vmap(one_seed_chunk))
+    evaluate = jax.jit(jax.vmap(loss_fn, in_axes=(0, None, None)))
+    data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    best, best_val = params, np.full(S, np.inf)
+    waited, steps, active = np.zeros(S, int), np.zeros(S, int), np.ones(S, bool)
+    for _ in range(max(1, config.steps // config.eval_every)):
+        params, opt_state, data_keys = chunk(params, opt_state, data_keys, x, y)
+        steps[active] += config.eval_every
+        val = np.asarray(evaluate(params, x_val, y_val))
+        improved = active & (val < best_val)
+        best = jax.tree_util.tree_map(lambda b, p: jnp.where(improved.reshape((-1,) + (1,) * (p.ndim - 1)), p, b),
+                                      best, params)
+        best_val = np.where(improved, val, best_val)
+        waited = np.where(improved, 0, waited + active)
+        if config.patience is not None:
+            active &= waited < config.patience
+            if not active.any():
+                break
+    return best, steps
+
+
+def bench_mlp():
+    D, widths, seeds = [32, 64, 128], [16, 32, 64], [0, 1, 2]
+    train = {"steps": 400, "eval_every": 50, "patience": 3, "learning_rate": 3e-3, "batch_size": 32}
+    spec = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "mlp", "depth": 2},
+                                 grid={"D": D, "width": widths, "seed": seeds}, n_test=300, train=train,
+                                 name="mlp sweep benchmark")
+    cfg = experiments.TrainConfig(**train)
+    t0 = time.perf_counter()
+    ds = experiments.run(spec, progress=False)
+    t_ours = time.perf_counter() - t0
+    steps_ours = float(ds.steps.sum())
+    # the old code: one program per (D, width) cell, seeds vmapped, same data
+    t0 = time.perf_counter()
+    steps_old = 0
+    for d in D:
+        for w in widths:
+            net = experiments.network("mlp", width=w, depth=2, out_dim=10)
+            cells = [{"D": d, "width": w, "seed": s} for s in seeds]
+            datas = [spec.task_kind.data(spec, c, experiments.unit_key(spec, c, c["seed"]), d, n_val=200)
+                     for c in cells]
+            x = np.stack([np.asarray(t.x_pool, np.float32) for t in datas])
+            y = np.stack([np.asarray(t.y_pool, np.float32) for t in datas])
+            keys = jnp.stack([jax.random.fold_in(experiments.unit_key(spec, c, c["seed"]), 7) for c in cells])
+            _, steps = old_train(net, x, y, np.asarray(datas[0].x_val, np.float32),
+                                 np.asarray(datas[0].y_val, np.float32), keys=keys, config=cfg)
+            steps_old += int(steps.sum())
+    t_old = time.perf_counter() - t0
+    n = spec.n_cells
+    print(f"MLP sweep, digits: {len(D)} D x {len(widths)} widths x {len(seeds)} seeds = {n} networks, "
+          f"<= {cfg.steps} steps, batch {cfg.batch_size}, early stopping (patience {cfg.patience})")
+    print(f"  experiments.run        {t_ours:.2f} s, {steps_ours / t_ours:.0f} network-steps/s "
+          f"(test loss {float(ds.test_loss.mean()):.3f}, all finite: {bool(np.isfinite(ds.test_loss).all())})")
+    print(f"  old per-cell code      {t_old:.2f} s, {steps_old / t_old:.0f} network-steps/s")
+    print(f"  ratio {t_old / t_ours:.1f}x in wall time, {(steps_ours / t_ours) / (steps_old / t_old):.1f}x in steps/s "
+          "(both include compilation)")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rf-only", action="store_true")
+    ap.add_argument("--mlp-only", action="store_true")
+    ap.add_argument("--dmax", type=int, default=1000)
+    ap.add_argument("--pmax", type=int, default=1000)
+    args = ap.parse_args()
+    print(f"devices: {jax.devices()}")
+    if not args.mlp_only:
+        bench_rf(args.dmax, args.pmax)
+    if not args.rf_only:
+        bench_mlp()
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ class Param:
         types = self.types if isinstance(self.types, tuple) else (self.types,)
         if isinstance(value, bool) and bool not in types:
             raise TypeError(f"parameter {name!r} must be {_names(types)}, got {value!r}")
-        if float in types and isinstance(value, (int, np.integer, np.floating)) and not isinstance(value, bool):
+        if float in types and isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
             value = float(value)
             if not np.isfinite(value):
                 raise ValueError(f"parameter {name!r} must be finite, got {value!r}")

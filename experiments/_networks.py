@@ -239,7 +239,11 @@ def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_trai
     bs = D if config.batch_size is None or config.batch_size >= D else int(config.batch_size)
     n_chunks = max(1, config.steps // config.eval_every)
     fit = _compiled_fit(net, config, bs, n_chunks)
-    args = (keys, x, y, jnp.asarray(n), jnp.asarray(x_val), jnp.asarray(y_val))
+    # initialisation runs eagerly: compiling it inside the training program costs more
+    # than running it
+    init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
+    params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
+    args = (params, keys, x, y, jnp.asarray(n), jnp.asarray(x_val), jnp.asarray(y_val))
     args, pad = _shard_cells(args, S)
     out = fit(*args)
     params, steps, best_val, train_loss, history, n_run, active = out
@@ -263,13 +267,14 @@ def _shard_cells(args, S):
     if len(devices) < 2 or S < 2:
         return args, 0
     pad = (-S) % len(devices)
-    cells, shared = args[:4], args[4:]
+    cells, shared = args[:5], args[5:]
     if pad:
-        cells = tuple(jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) for a in cells)
+        cells = tuple(jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]), c)
+                      for c in cells)
     mesh = jax.sharding.Mesh(np.asarray(devices), ("cells",))
     split = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("cells"))
     same = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-    return tuple(jax.device_put(a, split) for a in cells) + tuple(jax.device_put(a, same) for a in shared), pad
+    return tuple(jax.device_put(c, split) for c in cells) + tuple(jax.device_put(a, same) for a in shared), pad
 
 
 @functools.lru_cache(maxsize=64)
@@ -305,10 +310,8 @@ def _compiled_fit(net: Network, config: TrainConfig, bs: int, n_chunks: int):
                                     length=config.eval_every)
         return p, s, k
 
-    def fit(keys, x, y, n, x_val, y_val):
+    def fit(params, keys, x, y, n, x_val, y_val):
         S = x.shape[0]
-        init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-        params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
         opt_state = jax.vmap(opt.init)(params)
         data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
         state = dict(params=params, opt=opt_state, keys=data_keys, best=params,

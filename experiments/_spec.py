@@ -86,13 +86,16 @@ class SweepSpec:
                              f"allowed: {sorted(allowed)}")
         if mkind.images_only and not tkind.images:
             raise ValueError(f"model {mk!r} needs image inputs; task {tk!r} is not an image data set")
+        int_dims = INTEGER_DIMS | {name for kind in (tkind, mkind) for name, p in kind.params.items()
+                                   if int in (p.types if isinstance(p.types, tuple) else (p.types,))
+                                   and float not in (p.types if isinstance(p.types, tuple) else (p.types,))}
         for d, values in grid.items():
             if not isinstance(values, list) or not values:
                 raise ValueError(f"grid[{d!r}] must be a non-empty list, got {values!r}")
             arr = np.asarray(values)
             if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
                 raise ValueError(f"grid[{d!r}] must hold finite numbers, got {values!r}")
-            if d in INTEGER_DIMS and not np.all(arr == np.round(arr)):
+            if d in int_dims and not np.all(arr == np.round(arr)):
                 raise ValueError(f"grid[{d!r}] must hold integers, got {values!r}")
             if len(set(values)) != len(values):
                 raise ValueError(f"grid[{d!r}] has repeated values {values!r}")
@@ -109,7 +112,7 @@ class SweepSpec:
             raise ValueError(f"n_test must be an integer >= 0, got {self.n_test!r}")
         object.__setattr__(self, "task", task)
         object.__setattr__(self, "model", model)
-        object.__setattr__(self, "grid", {k: [int(v) if k in INTEGER_DIMS else float(v) for v in vals]
+        object.__setattr__(self, "grid", {k: [int(v) if k in int_dims else float(v) for v in vals]
                                           for k, vals in grid.items()})
         object.__setattr__(self, "train", train)
         if mkind.check is not None:

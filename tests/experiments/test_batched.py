@@ -1,0 +1,180 @@
+"""Batched sweep programs equal the per-cell computations they replace."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import experiments
+import kernels
+from experiments._rf import rf_grid
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def relu_features(rng, n, d_in, p):
+    X = rng.standard_normal((n, d_in))
+    return np.sqrt(2.0) * np.maximum(X @ rng.standard_normal((d_in, p)) / np.sqrt(d_in), 0)
+
+
+@pytest.mark.parametrize("ridge", [1e-3, 0.0])
+def test_rf_grid_equals_one_solve_per_cell(rng, ridge):
+    F = relu_features(rng, 260, 8, 96)
+    Y = np.eye(3)[rng.integers(0, 3, 260)] - 1 / 3
+    D, P = [10, 40, 90, 200], [8, 32, 96]
+    out = rf_grid(F[:200], Y[:200], F[200:], Y[200:], D, P, ridge=ridge)
+    for i, d in enumerate(D):
+        for j, p in enumerate(P):
+            Ft = F[:d, :p]
+            if ridge == 0:
+                theta = np.linalg.pinv(Ft) @ Y[:d]  # the minimum-norm least-squares solution
+            elif p <= d:
+                theta = np.linalg.solve(Ft.T @ Ft + ridge * p * np.eye(p), Ft.T @ Y[:d])
+            else:
+                theta = Ft.T @ np.linalg.solve(Ft @ Ft.T / p + ridge * np.eye(d), Y[:d]) / p
+            pred = F[200:, :p] @ theta
+            test = np.mean(np.sum((pred - Y[200:]) ** 2, axis=1))
+            train = np.mean(np.sum((Ft @ theta - Y[:d]) ** 2, axis=1))
+            # ridgeless cells near d = p are ill conditioned: compare at their conditioning
+            tol = 1e-9 if ridge else 1e-9 * np.linalg.cond(Ft) ** 2
+            np.testing.assert_allclose(out["test_mse"][i, j], test, rtol=max(tol, 1e-9))
+            np.testing.assert_allclose(out["train_mse"][i, j], train, rtol=max(tol, 1e-9), atol=1e-12)
+            acc = np.mean(np.argmax(pred, 1) == np.argmax(Y[200:], 1))
+            assert out["test_accuracy"][i, j] == acc
+
+
+def test_rf_grid_population_risk_equals_kernels_rf_ridge_grid():
+    ts = experiments.teacher_student(3000, alpha=0.5)
+    f, y, cov = ts.sample_features(jax.random.key(3), 128, 64, return_covariance=True)
+    D, P = [8, 16, 64, 128], [4, 16, 64]
+
+    def risk(p, theta):
+        t = theta[:, 0]
+        return float(t @ cov[:p, :p] @ t - 2 * t @ cov[:p, -1] + cov[-1, -1])
+
+    for ridge in (1e-4, 0.0):
+        ours = rf_grid(f, y[:, None], f[:0], y[:0, None], D, P, ridge=ridge, risk=risk)
+        ref = kernels.rf_ridge_grid(f, y, f[:0], y[:0], D, P, ridge=ridge, population_covariance=cov)
+        # an independent implementation (kernels), (P, D) there and (D, P) here
+        np.testing.assert_allclose(ours["test_mse"], ref["test_mse"].T, rtol=1e-6)
+        np.testing.assert_allclose(ours["train_mse"], ref["train_mse"].T, rtol=1e-6, atol=1e-12)
+
+
+def test_padded_training_equals_training_on_the_real_rows(rng):
+    net = experiments.network("mlp", width=16, depth=1, out_dim=1)
+    x = rng.standard_normal((1, 30, 4)).astype(np.float32)
+    y = np.sin(x[..., :1]).astype(np.float32)
+    cfg = experiments.TrainConfig(steps=60, eval_every=20, patience=None, learning_rate=1e-2)
+    keys = jax.random.key(5)[None]
+    alone = experiments.train(net, x[:, :18], y[:, :18], x[0, :5], y[0, :5], keys=keys, config=cfg)
+    junk = np.concatenate([x[:, :18], 100 + x[:, 18:]], axis=1)  # padding rows must never be seen
+    padded = experiments.train(net, junk, y, x[0, :5], y[0, :5], keys=keys, config=cfg, n_train=[18])
+    np.testing.assert_allclose(padded.train_loss, alone.train_loss, rtol=2e-5)
+    np.testing.assert_allclose(padded.history, alone.history, rtol=2e-5)
+    for a, b in zip(jax.tree_util.tree_leaves(padded.params), jax.tree_util.tree_leaves(alone.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def python_loop_early_stopping(net, x, y, x_val, y_val, key, cfg):
+    """Reference: the previous release's loop, deciding early stopping in Python."""
+    opt = cfg.optax_optimizer()
+    p = net.init(jax.random.fold_in(key, 0), (1,) + x.shape[1:])
+    s = opt.init(p)
+
+    def loss(p, xb, yb):
+        return jnp.mean(jnp.sum((net.apply(p, xb) - yb) ** 2, -1))
+
+    @jax.jit
+    def chunk(p, s):
+        def body(c, _):
+            p, s = c
+            upd, s = opt.update(jax.grad(loss)(p, x, y), s, p)
+            return (optax.apply_updates(p, upd), s), None
+        return jax.lax.scan(body, (p, s), None, length=cfg.eval_every)[0]
+
+    best, waited, steps, history = np.inf, 0, 0, []
+    for _ in range(cfg.steps // cfg.eval_every):
+        p, s = chunk(p, s)
+        steps += cfg.eval_every
+        v = float(loss(p, x_val, y_val))
+        history.append(v)
+        if v < best:
+            best, waited = v, 0
+        else:
+            waited += 1
+        if waited >= cfg.patience:
+            break
+    return steps, best, np.array(history)
+
+
+def test_early_stopping_on_the_device_equals_the_python_loop(rng):
+    net = experiments.network("mlp", width=32, depth=1, out_dim=1)
+    x = rng.standard_normal((3, 20, 2)).astype(np.float32)
+    y = (x[..., :1] * x[..., 1:]).astype(np.float32) + 0.3 * rng.standard_normal((3, 20, 1)).astype(np.float32)
+    xv = rng.standard_normal((50, 2)).astype(np.float32)
+    yv = (xv[:, :1] * xv[:, 1:]).astype(np.float32)
+    cfg = experiments.TrainConfig(steps=3000, eval_every=25, patience=3, learning_rate=3e-2, schedule="constant")
+    keys = jax.random.split(jax.random.key(1), 3)
+    res = experiments.train(net, x, y, xv, yv, keys=keys, config=cfg)
+    assert np.any(res.steps < cfg.steps)  # over-fitting noise: validation stops improving
+    for s in range(3):
+        steps, best, hist = python_loop_early_stopping(net, x[s], y[s], xv, yv, keys[s], cfg)
+        assert res.steps[s] == steps
+        np.testing.assert_allclose(res.best_val[s], best, rtol=1e-4)
+        np.testing.assert_allclose(res.history[: len(hist), s], hist, rtol=1e-4)
+
+
+def test_network_unit_batches_widths_D_and_seeds_like_separate_training():
+    spec = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "mlp", "depth": 1},
+                                 grid={"D": [40, 70], "width": [8, 16], "seed": [0, 1]}, n_test=100,
+                                 train={"steps": 40, "eval_every": 20, "patience": None, "learning_rate": 1e-2})
+    assert spec.unit_dims == ("D", "width", "seed") and len(spec.units()) == 1
+    out = experiments.run_unit(spec, spec.units()[0])
+    cfg = experiments.TrainConfig(**spec.train)
+
+    def data_of(cell):
+        return spec.task_kind.data(spec, cell, experiments.unit_key(spec, cell, cell["seed"]), cell["D"])
+
+    first = data_of({"D": 40, "width": 8, "seed": 0})  # the unit's shared (here: trivial) validation set
+    x_val, y_val = first.x_pool[:1], first.y_pool[:1].astype(np.float32)
+    for i, j, k in ((0, 0, 0), (1, 1, 1), (1, 0, 1)):
+        cell = {"D": spec.grid["D"][i], "width": spec.grid["width"][j], "seed": spec.grid["seed"][k]}
+        data = data_of(cell)
+        net = experiments.network("mlp", width=cell["width"], depth=1, out_dim=10)
+        key = jax.random.fold_in(experiments.unit_key(spec, cell, cell["seed"]), 7)
+        alone = experiments.train(net, data.x_pool[None], data.y_pool[None].astype(np.float32), x_val, y_val,
+                                  keys=key[None], config=cfg)
+        np.testing.assert_allclose(out["train_loss"][i, j, k], alone.train_loss[0], rtol=1e-4)
+        assert out["width_used"][i, j, k] == cell["width"] and out["steps"][i, j, k] == 40
+
+
+def test_cells_shard_over_two_devices_with_the_same_results(tmp_path):
+    script = textwrap.dedent("""
+        import json, sys
+        import jax, numpy as np, experiments
+        assert len(jax.local_devices()) == int(sys.argv[1])
+        spec = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "mlp", "depth": 1},
+                                     grid={"D": [30, 50], "width": [4], "seed": [0, 1, 2]}, n_test=50,
+                                     train={"steps": 20, "eval_every": 10, "patience": 1, "learning_rate": 1e-2,
+                                            "batch_size": 16})
+        ds = experiments.run(spec, progress=False, executor="devices")
+        print(json.dumps(ds.train_loss.values.ravel().tolist()))
+    """)
+    path = tmp_path / "shard.py"
+    path.write_text(script)
+    outs = []
+    for n in (1, 2):
+        env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}", "JAX_PLATFORMS": "cpu"}
+        proc = subprocess.run([sys.executable, str(path), str(n)], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        outs.append(np.array(__import__("json").loads(proc.stdout.strip().splitlines()[-1])))
+    np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5)
+    assert np.all(np.isfinite(outs[0]))
