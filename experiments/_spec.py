@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -245,7 +246,8 @@ class SweepSpec:
         ('D',)
         """
         text = source
-        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and "=" not in source):
+        if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source
+                                        and ("=" not in source or os.path.isfile(source))):  # runs/alpha=0.5/s.toml
             text = Path(source).read_text()
         try:
             data = tomllib.loads(text)

@@ -127,6 +127,13 @@ def test_a_path_with_equals_signs_runs_and_analysis_errors_are_one_line(tmp_path
         assert got == code_ and re.search(message, one_line(e)), (argv, e)
 
 
+def test_the_python_api_reads_spec_paths_with_equals_signs(digits_spec):
+    # a one-line string with '=' is a path when such a file exists, TOML text otherwise
+    assert experiments.SweepSpec.from_toml(str(digits_spec)).grid == {"D": [50, 100, 200], "seed": [0, 1]}
+    with pytest.raises(ValueError, match="unknown top-level keys"):
+        experiments.SweepSpec.from_toml("a = 1")
+
+
 def test_debug_shows_the_traceback(tmp_path):
     spec = tmp_path / "s.toml"
     spec.write_bytes(b"[task\n")
