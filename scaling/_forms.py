@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from ._x64 import enable_x64
+
 # jax is imported inside the functions that trace or evaluate a law (not at import):
 # ``import scaling`` stays fast, and a law's body runs only when it is fitted.
 
@@ -459,8 +461,6 @@ def available() -> tuple[str, ...]:
 def _check_linearity(form: Form) -> None:
     if not form.linear:
         return
-    from ._x64 import enable_x64
-
     rng = np.random.default_rng(0)
     xin = {v: rng.uniform(2.0, 50.0, size=7) for v in form.variables}
     base = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._fit import fit
 from ._validate import as_float_array
 
 
@@ -55,8 +56,6 @@ def local_exponent(x, y, l_inf=None, *, bandwidth: float | None = None) -> np.nd
     if isinstance(l_inf, str):
         if l_inf != "fit":
             raise ValueError(f"l_inf must be None, a number, an array or 'fit'; got {l_inf!r}")
-        from ._fit import fit
-
         l_inf = np.asarray(fit("offset", x, y).params["L_inf"])[..., None]
     shifted = y - (0.0 if l_inf is None else np.asarray(l_inf, dtype=np.float64))
     bad = ~np.isfinite(shifted) | (shifted <= 0)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._result import FitResult
+from ._result import FitResult, law_values
 
 
 def _plain_ticks(ax) -> None:
@@ -110,15 +110,11 @@ def plt_colors(m: int):
 
 
 def _predict_row(result, flat, i, grid_x):
-    from ._result import law_values
-
     xs = {result.form.variables[0]: grid_x[None, :]} if len(result.form.variables) == 1 else grid_x
     return law_values(result.form, {k: v[i: i + 1] for k, v in flat.items()}, xs)[0]
 
 
 def _plot_two_variables(result, ax, kind, labels, show_data):
-    from ._result import law_values
-
     if result.batch_shape:
         raise ValueError(f"plot_fit draws a two-variable law for one fit; this result has batch shape "
                          f"{result.batch_shape}: plot fits one at a time")

@@ -8,6 +8,7 @@ import numpy as np
 import xarray as xr
 
 from . import _forms
+from ._fit import fit
 from ._local import local_exponent
 
 
@@ -52,8 +53,6 @@ def fit_dataarray(da: xr.DataArray, dim: str | Sequence[str], *, form, variables
     >>> ds.coefficients.sel(param="A").values.round(3)
     array([2., 4.])
     """
-    from ._fit import fit
-
     if not isinstance(da, xr.DataArray):
         raise TypeError(f"expected an xarray.DataArray, got {type(da).__name__}")
     f = _forms.get(form)
