@@ -61,8 +61,8 @@ FLAG_MEANINGS = "missing done failed"
 LAYOUT = 2  # attrs["store_layout"]: 2 = checksums, code versions, flags, vlen strings
 PER_UNIT = ("error", "code_version", "checksum")  # string variables over the outer dims
 VOLATILE_ATTRS = ("created_utc", "host", "device", "git_revision", "last_run_utc", "units_computed_last_run",
-                  "cells_computed_last_run", "units_recomputed_last_run", "recomputed_last_run", "code_version",
-                  "code_versions")
+                  "cells_computed_last_run", "units_recomputed_last_run", "recomputed_last_run",
+                  "repaired_coordinates_last_run", "code_version", "code_versions")
 SOURCE_PACKAGES = ("scaling", "kernels", "experiments")
 
 
@@ -379,6 +379,7 @@ class ZarrStore:
         self.allow_version_change = bool(allow_version_change)
         self.version = code_version()
         self.recomputed: dict[str, int] = {}
+        self.repaired: list[str] = []  # coordinates rewritten from the spec
         self._lock = None
         self._group = None
         try:
@@ -445,6 +446,20 @@ class ZarrStore:
         if missing:
             raise StoreError(f"{self.path} lacks the arrays {sorted(missing)} (damaged metadata, or written by code "
                              "with other result variables); rerun into a new store")
+        self._repair_coordinates()
+
+    def _repair_coordinates(self):
+        """Coordinates are the spec's grid: a damaged coordinate chunk is rewritten from it."""
+        group = self._zarr_group("r+")
+        for d in self.spec.dims:
+            want = np.asarray(self.spec.grid[d])
+            try:
+                ok = np.array_equal(np.asarray(group[d][...]), want)
+            except Exception:  # noqa: BLE001 - an unreadable chunk
+                ok = False
+            if not ok:
+                group[d][...] = want.astype(group[d].dtype)
+                self.repaired.append(d)
 
     def _clean_partial_writes(self):
         # We hold the store's lock: no other run writes here, so every *.partial file, and
@@ -524,6 +539,7 @@ class ZarrStore:
             "code_versions": json.dumps(versions, sort_keys=True),
             "units_recomputed_last_run": int(sum(self.recomputed.values())),
             "recomputed_last_run": describe_recomputed(self.recomputed),
+            "repaired_coordinates_last_run": ", ".join(self.repaired),
         })
         zarr.consolidate_metadata(str(self.path), zarr_format=2)
 
@@ -644,7 +660,7 @@ class MemoryStore:
         done = int((self.ds["status"].values == DONE).sum())
         self.ds.attrs.update(attrs, code_version=self.version,
                              code_versions=json.dumps({self.version: done} if done else {}),
-                             units_recomputed_last_run=0, recomputed_last_run="")
+                             units_recomputed_last_run=0, recomputed_last_run="", repaired_coordinates_last_run="")
 
     def load(self) -> xr.Dataset:
         return self.ds.copy(deep=True)
@@ -708,7 +724,11 @@ def load(store, *, verify: bool = True) -> xr.Dataset:
             raise StoreError(f"{path}: {len(report.damaged)} finished units are damaged ({where}{more}); rerun the "
                              "sweep on this store to recompute them")
     try:
-        return xr.open_zarr(path, consolidated=(path / ".zmetadata").exists()).load()
+        return xr.open_zarr(path, consolidated=True).load()
+    except Exception:  # noqa: BLE001 - no or damaged consolidated metadata: read the arrays' own
+        pass
+    try:
+        return xr.open_zarr(path, consolidated=False).load()
     except Exception as exc:  # noqa: BLE001 - damaged metadata or chunks outside the units
         raise StoreError(f"{path} is not a readable sweep store: {type(exc).__name__}: {exc}") from None
 

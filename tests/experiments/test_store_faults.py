@@ -113,6 +113,24 @@ def test_a_damaged_status_chunk_means_recompute(tmp_path):
     assert_same(experiments.load(store), good)
 
 
+def test_damaged_coordinates_and_consolidated_metadata_are_repaired(tmp_path):
+    store = tmp_path / "s.zarr"
+    good = fill(store)
+    (store / ".zmetadata").write_bytes(b"{not json")
+    assert_same(experiments.load(store), good)  # read from the arrays' own metadata instead
+    damage(store / "P" / "0", "garbage")
+    with pytest.raises(StoreError, match="not a readable sweep store"):
+        experiments.load(store)
+    with ZarrStore(store, SPEC, VARIABLES) as st:  # coordinates are the spec's grid: rewritten
+        assert st.repaired == ["P"] and st.status().tolist() == [1, 1, 1]
+        st.set_attrs()  # reconsolidates
+    back = experiments.load(store)
+    assert_same(back, good)
+    np.testing.assert_array_equal(back.P.values, SPEC.grid["P"])
+    assert back.attrs["repaired_coordinates_last_run"] == "P"
+    json.loads((store / ".zmetadata").read_text())
+
+
 def test_resuming_across_code_versions_needs_an_explicit_flag(tmp_path, monkeypatch):
     store = tmp_path / "s.zarr"
     monkeypatch.setattr(_store, "code_version", lambda: "0.1.0+src.aaaa")
