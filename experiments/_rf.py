@@ -52,9 +52,10 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
     D, P : increasing ints
     ridge : float
         ``K_p = F F^T / p + ridge I`` in the dual, ``F^T F + ridge p I`` in the primal.
-    risk : callable ``(p, theta (p, c)) -> float``, optional
-        The exact test risk of the weights ``theta`` on the first ``p`` features
-        (population risk of a Gaussian teacher-student task), replacing the test set.
+    risk : callable ``(i, j, p, theta (p, c)) -> float``, optional
+        The exact test risk of cell ``(D[i], P[j])``'s weights ``theta`` on the first ``p``
+        features (population risk of a Gaussian teacher-student task), replacing the test
+        set; it may return NaN and fill the cell later (risks computed in one batch).
 
     Returns
     -------
@@ -87,7 +88,7 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
     def record(i, j, p, theta, pred_test, resid_train, d):
         train[i, j] = np.sum(resid_train**2) / d
         if risk is not None:
-            test[i, j] = risk(p, theta)
+            test[i, j] = risk(i, j, p, theta)
             return
         test[i, j] = np.sum((pred_test - Y_te) ** 2) / Y_te.shape[0]
         if labels_te is not None:

@@ -136,6 +136,72 @@ class TeacherStudent:
         return f, y
 
 
+def _projected_draw(task: TeacherStudent, key, n: int):
+    k_w, k_g, k_e, k_f, k_b = jax.random.split(_key(key), 5)
+    lam = task.eigenvalues
+    w = task.weights(k_w)
+    g = numpy_generator(k_g).standard_normal((n, task.n_features)) * np.sqrt(lam)  # teacher features
+    y = g @ w + math.sqrt(task.noise) * numpy_generator(k_e).standard_normal(n)
+    gram = g @ g.T
+    return g, y, w, gram, k_f, k_b
+
+
+def sample_projected(task: TeacherStudent, key, n: int, n_student: int):
+    r"""``n`` points of ``n_student`` student features for few points and many features.
+
+    The student features are ``f = Pi g`` for Gaussian teacher features ``g`` and a Gaussian
+    ``(P, S)`` projection ``Pi``: given the ``n`` drawn ``g``, each feature's column
+    ``f[:, i] = g Pi_i`` is an independent ``N(0, g g^T)`` draw, so the projection is never
+    materialised: ``O(n S + n^2 P)`` work instead of :meth:`TeacherStudent.sample_features`'
+    ``O(P^2 S)``, with the same joint law of ``(f, y)``. :func:`projected_risk` (same
+    ``key``) completes the draw of ``Pi`` conditionally on ``f`` and returns exact
+    population risks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from experiments._teacher_student import teacher_student, sample_projected, projected_risk
+    >>> task = teacher_student(500, alpha=0.5)
+    >>> f, y = sample_projected(task, 0, n=4, n_student=64)
+    >>> theta = np.linalg.lstsq(f, y, rcond=None)[0]
+    >>> risk = projected_risk(task, 0, 4, 64, [theta])
+    >>> f.shape, bool(risk[0] > 0)
+    ((4, 64), True)
+    """
+    g, y, w, gram, k_f, _ = _projected_draw(task, key, n)
+    L = np.linalg.cholesky(gram + 1e-12 * np.trace(gram) / n * np.eye(n))
+    f = numpy_generator(k_f).standard_normal((int(n_student), n)) @ L.T
+    return f.T.copy(), y
+
+
+def projected_risk(task: TeacherStudent, key, n: int, n_student: int, thetas) -> np.ndarray:
+    r"""Exact population risks ``(Pi^T theta - w)^T Lambda (Pi^T theta - w) + noise`` of
+    linear predictors ``theta`` (each on the first ``len(theta)`` features) for the draw of
+    :func:`sample_projected` with the same ``key`` and ``n``.
+
+    Given ``f``, ``Pi_i = g^T (g g^T)^{-1} f[:, i] + B_i`` with ``B_i`` i.i.d.
+    ``N(0, I - P_g)`` (the projection off the span of the drawn ``g``), so for the stacked
+    weights ``Theta`` the unseen part ``Theta B`` is Gaussian with covariance
+    ``Theta Theta^T (x) (I - P_g)``: it is drawn jointly for every predictor (one draw of
+    the projection serves them all), in ``O(m S (n + m))`` work.
+    """
+    g, _, w, gram, k_f, k_b = _projected_draw(task, key, n)
+    lam = task.eigenvalues
+    L = np.linalg.cholesky(gram + 1e-12 * np.trace(gram) / n * np.eye(n))
+    f = (numpy_generator(k_f).standard_normal((int(n_student), n)) @ L.T).T
+    m = len(thetas)
+    T = np.zeros((m, int(n_student)))
+    for c, th in enumerate(thetas):
+        T[c, : len(th)] = np.asarray(th, dtype=np.float64).ravel()
+    gi = np.linalg.solve(gram, g)  # (g g^T)^{-1} g
+    u = (T @ f.T) @ gi  # the part of Pi^T theta fixed by the drawn features
+    Z = numpy_generator(k_b).standard_normal((m, task.n_features))
+    Z -= (Z @ g.T) @ gi  # off the span of g
+    ev, V = np.linalg.eigh(T @ T.T)
+    u += (V * np.sqrt(np.clip(ev, 0.0, None))) @ (V.T @ Z)
+    return np.sum(lam * (u - w) ** 2, axis=1) + task.noise
+
+
 def teacher_student(n_features: int = 20000, alpha: float = 0.5, *, noise: float = 0.0,
                     teacher_weights: str = "ones", target_alpha: float | None = None) -> TeacherStudent:
     r"""A teacher-student task with power-law spectrum ``lambda_i ~ i^-(1+alpha)``.

@@ -28,7 +28,7 @@ from ._kinds import REQUIRED, ModelKind, Param, TaskKind, model_kind, register_m
 from ._networks import TrainConfig, _loss, network, predict, train, width_for_parameters
 from ._rf import rf_grid
 from ._spec import SweepSpec
-from ._teacher_student import numpy_generator, teacher_student
+from ._teacher_student import numpy_generator, projected_risk, sample_projected, teacher_student
 from ._transforms import add_input_noise, superclass
 
 METRICS = ("test_loss", "train_loss", "test_accuracy")
@@ -46,7 +46,8 @@ def unit_key(spec: SweepSpec, coords: dict, seed: int):
 class UnitData:
     """A unit's data: nested training candidates (the first ``D`` train size ``D``), a test
     set and, for networks, a validation set; or, for Gaussian teacher-student features,
-    the exact population covariance instead of a test set.
+    the exact population covariance (or a batched exact ``risk`` of weight vectors)
+    instead of a test set.
 
     Examples
     --------
@@ -57,10 +58,11 @@ class UnitData:
     """
 
     def __init__(self, x_pool, y_pool, x_test, y_test, labels_pool=None, labels_test=None, n_classes=None,
-                 covariance=None, x_val=None, y_val=None, labels_val=None):
+                 covariance=None, x_val=None, y_val=None, labels_val=None, risk=None):
         self.x_pool, self.y_pool, self.x_test, self.y_test = x_pool, y_pool, x_test, y_test
         self.labels_pool, self.labels_test, self.n_classes = labels_pool, labels_test, n_classes
         self.covariance = covariance
+        self.risk = risk  # or: thetas -> exact population risks, in one batch
         self.x_val, self.y_val, self.labels_val = x_val, y_val, labels_val
 
 
@@ -73,6 +75,12 @@ def _teacher_student_data(spec, coords, key, n_pool, *, n_features=None, n_val=0
                            target_alpha=t["target_alpha"])
     if n_features is not None:  # random-feature students: exact joint Gaussian draw
         exact = t["population_risk"]
+        if exact and not _rf_variables(spec)[3:] and _projection_is_cheaper(spec, n_pool, n_features):
+            # few points, many features: project drawn teacher features (n P S) instead of
+            # building the P x P feature covariance (P^2 S); the same joint law
+            f, y = sample_projected(task, key, n_pool, n_features)
+            return UnitData(f, y, f[:0], y[:0],
+                            risk=lambda thetas: projected_risk(task, key, n_pool, n_features, thetas))
         n = n_pool + (0 if exact else spec.n_test)
         f, y, cov = task.sample_features(key, n, n_features, return_covariance=True)
         if exact:
@@ -81,6 +89,12 @@ def _teacher_student_data(spec, coords, key, n_pool, *, n_features=None, n_val=0
     F, y = task.sample_inputs(key, n_pool + spec.n_test + n_val)
     e = n_pool + spec.n_test
     return UnitData(F[:n_pool], y[:n_pool], F[n_pool:e], y[n_pool:e], x_val=F[e:], y_val=y[e:])
+
+
+def _projection_is_cheaper(spec, n_pool, n_features):
+    # projection: O(S (n + cells)) per unit; covariance: O(P^2 S)
+    cells = spec.cells_per_unit
+    return spec.model["kind"] == "rf_ridge" and (n_pool + cells) ** 2 < n_features
 
 
 @functools.lru_cache(maxsize=8)
@@ -269,10 +283,20 @@ def _rf_unit(spec, coords):
     cov = data.covariance
     risk = None
     if cov is not None:
-        def risk(p, theta):  # exact population risk of the linear predictor f . theta
+        def risk(i, j, p, theta):  # exact population risk of the linear predictor f . theta
             t = theta[:, 0]
             return float(t @ cov[:p, :p] @ t - 2.0 * t @ cov[:p, -1] + cov[-1, -1])
+    elif data.risk is not None:
+        deferred = []
+
+        def risk(i, j, p, theta):  # collected, then computed in one batch
+            deferred.append((i, j, theta[:, 0]))
+            return np.nan
     out = rf_grid(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], risk=risk)
+    if cov is None and data.risk is not None:
+        risks = data.risk([t for _, _, t in deferred])
+        for (i, j, _), r in zip(deferred, risks):
+            out["test_mse"][i, j] = r
     result = {"test_loss": out["test_mse"], "train_loss": out["train_mse"], "test_accuracy": out["test_accuracy"]}
     if "excess_loss" in spec.variables:
         # the best P-feature risk for every nested P from one factor (prefix sums)
@@ -285,8 +309,8 @@ def _rf_unit(spec, coords):
 
 
 def _rf_variables(spec):
-    t = spec.task_params if spec.task["kind"] == "teacher_student" else {}
-    return METRICS + (("excess_loss",) if t.get("population_risk") else ())
+    exact = spec.task_kind.features and spec.task_params.get("population_risk", False)
+    return METRICS + (("excess_loss",) if exact and spec.model_params["excess_loss"] else ())
 
 
 def _krr_unit(spec, coords):
@@ -415,6 +439,8 @@ _builtin_model(ModelKind("rf_ridge", {
     "ridge": Param(float, 0.0, "ridge: K_P = F F^T / P + ridge I (grid dim ridge overrides it)"),
     "features": Param(str, "relu", "random features of the inputs (teacher-student tasks give their own)",
                       choices=("relu", "linear")),
+    "excess_loss": Param(bool, True, "with an exact population risk, also the excess over the best P-feature "
+                                     "predictor (costs P^2 S per unit; False lets few-point units project instead)"),
 }, unit_dims=("D", "P"), required_dims=frozenset({"D", "P", "seed"}), grid_dims=frozenset({"ridge"}),
     variables=_rf_variables, run=_rf_unit, nested_dims=("D", "P"),
     doc="linear random-feature ridge regression, every (D, P) of a seed from one feature draw"))

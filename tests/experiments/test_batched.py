@@ -55,7 +55,7 @@ def test_rf_grid_population_risk_equals_kernels_rf_ridge_grid():
     f, y, cov = ts.sample_features(jax.random.key(3), 128, 64, return_covariance=True)
     D, P = [8, 16, 64, 128], [4, 16, 64]
 
-    def risk(p, theta):
+    def risk(i, j, p, theta):
         t = theta[:, 0]
         return float(t @ cov[:p, :p] @ t - 2 * t @ cov[:p, -1] + cov[-1, -1])
 
@@ -178,3 +178,21 @@ def test_cells_shard_over_two_devices_with_the_same_results(tmp_path):
         outs.append(np.array(__import__("json").loads(proc.stdout.strip().splitlines()[-1])))
     np.testing.assert_allclose(outs[1], outs[0], rtol=1e-5)
     assert np.all(np.isfinite(outs[0]))
+
+
+def test_projected_teacher_student_draw_has_the_law_of_the_covariance_draw():
+    # few points, many features: features drawn given the teacher features and the risk
+    # completed conditionally must match the exact joint-Gaussian (covariance) path in law
+    task = {"kind": "teacher_student", "n_features": 400, "alpha": 0.5, "noise": 0.1}
+    grid = {"D": [3, 6], "P": [60, 120], "seed": list(range(300))}
+    fast = experiments.SweepSpec(task=task, model={"kind": "rf_ridge", "excess_loss": False}, grid=grid)
+    slow = experiments.SweepSpec(task=task, model={"kind": "rf_ridge"}, grid=grid)
+    assert "excess_loss" not in fast.variables and "excess_loss" in slow.variables
+    a, b = (experiments.run(s, progress=False) for s in (fast, slow))
+    for ds in (a, b):
+        assert (ds.status == 1).all() and np.all(ds.test_loss > 0.1)  # the label noise is a floor
+    ma, mb = a.test_loss.mean("seed"), b.test_loss.mean("seed")
+    se = np.sqrt(a.test_loss.var("seed") / 300 + b.test_loss.var("seed") / 300)
+    assert np.all(np.abs(ma - mb) < 4 * se), (ma.values, mb.values, se.values)
+    # and the spread over seeds (draws of data and projection) agrees too
+    np.testing.assert_allclose(a.test_loss.std("seed"), b.test_loss.std("seed"), rtol=0.25)
