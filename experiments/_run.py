@@ -9,6 +9,7 @@ import traceback
 import numpy as np
 import xarray as xr
 
+from ._kinds import MODELS, TASKS, TaskKind
 from ._spec import SweepSpec, as_spec
 from ._store import DONE, FAILED, MISSING, MemoryStore, ZarrStore
 from ._units import run_unit
@@ -16,14 +17,28 @@ from ._units import run_unit
 EXECUTORS = ("local", "devices", "dask")
 
 
+def _describe(exc: BaseException) -> str:
+    tb = traceback.extract_tb(exc.__traceback__)
+    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
+    return f"{type(exc).__name__}: {exc}{where}"
+
+
 def _safe_unit(spec: SweepSpec, unit: dict):
     """Run one unit; a failure becomes an error message, never a dead sweep."""
     try:
         return unit, run_unit(spec, unit), None
     except Exception as exc:  # noqa: BLE001 - every failure is recorded with its message
-        tb = traceback.extract_tb(exc.__traceback__)
-        where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-        return unit, None, f"{type(exc).__name__}: {exc}{where}"
+        return unit, None, _describe(exc)
+
+
+def _unit_or_raise(spec: SweepSpec, unit: dict, kinds=()):
+    """A Dask task: raising lets the scheduler retry the unit (on another worker). The
+    spec's kinds travel with it, so user-registered kinds work on workers too."""
+    for kind in kinds:
+        table = TASKS if isinstance(kind, TaskKind) else MODELS
+        if kind.name not in table:
+            table[kind.name] = kind
+    return unit, run_unit(spec, unit), None
 
 
 def _device_unit(spec, unit, device):
@@ -34,7 +49,8 @@ def _device_unit(spec, unit, device):
 
 
 def run(spec, *, store=None, executor: str = "local", scheduler: str | None = None, n_workers: int | None = None,
-        retry_failed: bool = True, progress: bool = True, allow_version_change: bool = False) -> xr.Dataset:
+        retry_failed: bool = True, progress: bool = True, allow_version_change: bool = False,
+        retries: int = 2, resources: dict | None = None) -> xr.Dataset:
     """Run every cell of a sweep and return the results as an ``xarray.Dataset``.
 
     Parameters
@@ -45,9 +61,10 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         perhaps killed, run of the same spec) only the missing units are computed. Without
         a store results stay in memory.
     executor : {"local", "devices", "dask"}
-        ``"local"``: in this process, unit after unit (each unit batched internally).
-        ``"devices"``: one thread per local JAX device (several GPUs), units spread over
-        them. ``"dask"``: units as tasks on a Dask cluster: ``scheduler`` is the address of
+        ``"local"``: in this process, unit after unit (each unit batched internally; store
+        writes overlap the next unit's compute). ``"devices"``: every local JAX device
+        (several GPUs): network units shard their cells over the devices (``jax.sharding``),
+        other units run one per device. ``"dask"``: units as tasks on a Dask cluster: ``scheduler`` is the address of
         an existing scheduler (e.g. from dask-jobqueue on SLURM), or None for a local
         cluster of ``n_workers`` processes. Results are bitwise reproducible wherever the
         BLAS library and its thread count match (a local cluster inherits this process's);
@@ -56,6 +73,14 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         Recompute units that failed in an earlier run.
     progress : bool
         A progress bar of cells done / total with an ETA.
+    retries : int
+        ``executor="dask"``: times a failed unit is resubmitted (a lost worker, a GPU out
+        of memory) before it is recorded as failed; a rerun retries it again.
+    resources : mapping, optional
+        ``executor="dask"``: abstract resources every unit needs, e.g. ``{"GPU": 1}`` on
+        workers started with ``--resources GPU=1`` (one unit per GPU at a time). The
+        client writes every unit's zarr region as its result arrives (workers need no
+        access to the store).
     allow_version_change : bool
         Resume a store whose finished units were computed by other code (a different
         package version or source hash); refused by default, since it mixes results of two
@@ -130,7 +155,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
                 for f in concurrent.futures.as_completed(futs):
                     record(*f.result())
         else:
-            _run_dask(spec, todo, scheduler, n_workers, record)
+            _run_dask(spec, todo, scheduler, n_workers, record, retries, resources)
         sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
         return sink.load()
@@ -140,7 +165,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         sink.close()  # release the store's lock
 
 
-def _run_dask(spec, todo, scheduler, n_workers, record):
+def _run_dask(spec, todo, scheduler, n_workers, record, retries=2, resources=None):
     try:
         from distributed import Client, LocalCluster, as_completed
     except ImportError as exc:
@@ -159,9 +184,17 @@ def _run_dask(spec, todo, scheduler, n_workers, record):
                                    dashboard_address=None)
     client = Client(scheduler if scheduler is not None else cluster)
     try:
-        futures = [client.submit(_safe_unit, spec, u, pure=False) for u in todo]
+        # Workers compute and return results; this process (the client) writes each unit's
+        # region of the store as it arrives, so the store has one writer and workers need no
+        # shared file system.
+        kinds = (spec.task_kind, spec.model_kind)
+        futures = {client.submit(_unit_or_raise, spec, u, kinds, pure=False, retries=retries, resources=resources): i
+                   for i, u in enumerate(todo)}
         for fut in as_completed(futures):
-            record(*fut.result())
+            try:
+                record(*fut.result())
+            except Exception as exc:  # noqa: BLE001 - failed after its retries: recorded, retried next run
+                record(todo[futures[fut]], None, _describe(exc))
     finally:
         client.close()
         if cluster is not None:

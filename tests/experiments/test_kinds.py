@@ -114,3 +114,29 @@ def test_existing_toml_specs_still_validate():
     for p in specs:
         s = experiments.SweepSpec.from_toml(p)
         assert s.n_cells > 0 and set(s.variables) >= {"test_loss", "train_loss"}
+
+
+def _flaky_run(spec, coords):
+    """Fails the first time each unit runs (a marker file per unit), then succeeds."""
+    from pathlib import Path
+
+    marker = Path(spec.model["marker_dir"]) / f"seed{coords['seed']}"
+    if not marker.exists():
+        marker.write_text("failed once")
+        raise RuntimeError("transient failure")
+    return {"test_loss": np.full(len(spec.grid["D"]), float(coords["seed"]))}
+
+
+def test_dask_retries_failed_units_and_ships_user_kinds_to_workers(tmp_path):
+    pytest.importorskip("distributed")
+    experiments.register_model(experiments.ModelKind(
+        "flaky_test", {"marker_dir": experiments.Param(str, experiments._kinds.REQUIRED)}, unit_dims=("D",),
+        required_dims=frozenset({"D", "seed"}), grid_dims=frozenset(), variables=lambda spec: ("test_loss",),
+        run=_flaky_run), overwrite=True)
+    spec = experiments.SweepSpec(task={"kind": "teacher_student"}, model={"kind": "flaky_test",
+                                                                          "marker_dir": str(tmp_path)},
+                                 grid={"D": [4, 8], "seed": [0, 1, 2]})
+    ds = experiments.run(spec, executor="dask", n_workers=2, progress=False, retries=1)
+    assert (ds.status == 1).all(), ds.error.values
+    np.testing.assert_array_equal(ds.test_loss.values, np.array([[0.0, 1.0, 2.0]] * 2))
+    assert len(list(tmp_path.iterdir())) == 3  # every unit failed once, then passed on its retry
