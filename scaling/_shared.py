@@ -53,10 +53,8 @@ def grouped_form(form: Form, n_groups: int, shared: tuple[str, ...]) -> Form:
     def model(p, x):
         import jax.numpy as jnp
 
-        code = x["_group"]
-        local = {}
-        for k in per:
-            local[k] = sum(jnp.where(code == g + 1, p[group_name(k, g)], 0.0) for g in range(n_groups))
+        onehot = (x["_group"][..., None] == jnp.arange(1, n_groups + 1)).astype(x["_group"].dtype)  # (n, G)
+        local = {k: jnp.sum(onehot * jnp.stack([p[group_name(k, g)] for g in range(n_groups)]), axis=-1) for k in per}
         return evaluate(form, {**{k: p[k] for k in shared}, **local}, {v: x[v] for v in form.variables})
 
     return Form(name=f"{form.name}|shared={','.join(shared)}|groups={n_groups}", model=model, params=tuple(params),

@@ -62,3 +62,28 @@ def test_a_fit_without_the_largest_budget_predicts_it(experiments):
         # Measured on this data set: worst point 3.5% (marin dclm), log-RMSE <= 1.5%.
         assert np.max(np.abs(rel)) < 0.05, name
         assert np.sqrt(np.mean(np.log1p(rel) ** 2)) < 0.02, name
+
+
+def test_compute_optimal_allocation_matches_direct_minimisation_on_real_data(experiments):
+    from scipy.optimize import minimize_scalar
+
+    groups = list(experiments.values())
+    d = padded(groups, [np.arange(len(g)) for g in groups])
+    res = scaling.fit("chinchilla", {"N": d["N"], "D": d["D"]}, d["loss"], objective="log_huber", skipna=True)
+    budgets = np.unique(np.concatenate([g.budget.to_numpy(float) for g in groups]))
+    opt = scaling.compute_optimal(res, budgets)
+    assert opt.N_opt.dims == ("curve_0", "compute")
+    np.testing.assert_allclose(opt.a + opt.b, 1.0, rtol=1e-12)
+    for i, g in enumerate(groups):
+        p = {k: float(np.asarray(v)[i]) for k, v in res.params.items()}
+        for j, c in enumerate(budgets[[0, -1]]):
+            def loss(log_n, c=c):
+                n = np.exp(log_n)
+                return p["E"] + p["A"] * n ** -p["alpha"] + p["B"] * (c / (6 * n)) ** -p["beta"]
+
+            r = minimize_scalar(loss, bounds=(np.log(1e5), np.log(1e14)), method="bounded", options={"xatol": 1e-12})
+            k = [0, -1][j]
+            assert float(opt.N_opt[i, k]) == pytest.approx(np.exp(r.x), rel=1e-5)
+            assert float(opt.L_opt[i, k]) == pytest.approx(r.fun, rel=1e-9)
+        # delta-method intervals from the sandwich covariance bracket the estimate
+        assert np.all(opt.N_opt_lower[i] < opt.N_opt[i]) and np.all(opt.N_opt[i] < opt.N_opt_upper[i])

@@ -212,3 +212,23 @@ def test_plot_fit_draws_batches_and_isoflop_curves_with_one_legend_entry_each():
     ax = scaling.plot_fit(res, kind="isoflop")
     assert len(ax.get_legend().get_texts()) == 3
     plt.close("all")
+
+
+def test_kaplan_allocation_closed_form_matches_direct_minimisation():
+    from scaling import _optimal, enable_x64
+
+    p = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}
+    law, _ = _optimal.LAWS["kaplan"]
+    for c in (1e19, 1e23):
+        with enable_x64():
+            a, b, log_g, log_n, log_d, loss = (float(v) for v in law(p, np.log(c / 6.0)))
+
+        def kaplan(log_n, c=c):
+            n = np.exp(log_n)
+            d = c / (6 * n)
+            return ((p["N_c"] / n) ** (p["alpha_N"] / p["alpha_D"]) + p["D_c"] / d) ** p["alpha_D"]
+
+        r = minimize_scalar(kaplan, bounds=(np.log(1e3), np.log(1e18)), method="bounded", options={"xatol": 1e-12})
+        assert np.exp(log_n) == pytest.approx(np.exp(r.x), rel=1e-5)
+        assert loss == pytest.approx(r.fun, rel=1e-10)
+        assert a + b == pytest.approx(1.0) and np.exp(log_n + log_d) == pytest.approx(c / 6, rel=1e-10)
