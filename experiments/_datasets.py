@@ -285,6 +285,20 @@ def load_svhn(path=None, *, source: str = "files") -> Dataset:
     return Dataset(*out, n_classes=10, name="svhn")
 
 
+def _digits_arrays():
+    """scikit-learn's digits file, read directly: importing scikit-learn costs seconds."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    path = Path(next(iter(spec.submodule_search_locations)), "datasets", "data", "digits.csv.gz") if spec else None
+    if path is None or not path.exists():
+        from sklearn.datasets import load_digits as sk_digits
+
+        return sk_digits(return_X_y=True)
+    data = np.loadtxt(path, delimiter=",")
+    return data[:, :-1], data[:, -1].astype(np.int64)
+
+
 def load_digits(*, test_fraction: float = 0.3, key=0) -> Dataset:
     """scikit-learn's 8x8 digits (1,797 images, ships with scikit-learn): the stand-in for
     image data when no real data set is on disk. A seeded split into train and test.
@@ -296,11 +310,9 @@ def load_digits(*, test_fraction: float = 0.3, key=0) -> Dataset:
     >>> ds.x_train.shape[1:], ds.n_classes
     ((8, 8, 1), 10)
     """
-    from sklearn.datasets import load_digits as sk_digits
-
     if not 0 < test_fraction < 1:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction!r}")
-    X, y = sk_digits(return_X_y=True)
+    X, y = _digits_arrays()
     x = (X / 16.0).astype(np.float32).reshape(-1, 8, 8, 1)
     perm = np.random.default_rng(key).permutation(len(y))
     n_test = int(round(test_fraction * len(y)))
