@@ -162,7 +162,7 @@ def _regimes(args):
               f" -> {'consistent' if d.attrs['consistent'] else 'NOT consistent'}")
     elif "D" in da.dims:
         m = da.mean("seed") if "seed" in da.dims else da
-        c = regimes.classify(m["D"].values, m.transpose(..., "D").values)
+        c = regimes.classify(m["D"].values, m.transpose(..., "D").values, skipna=True)
         alphas = ", ".join(f"{a:.3f}" if np.isfinite(a) else "n/a" for a in np.atleast_1d(c.alpha))
         print(f"along D: {', '.join(map(str, np.atleast_1d(c.label)))} (alpha {alphas})")
     else:

@@ -116,7 +116,7 @@ def regime_map(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: 
             npts.append(int(np.count_nonzero(np.isfinite(yv))))
             reasons.append(f"only {np.count_nonzero(np.isfinite(yv))} grid points on this edge's side of D = P")
             continue
-        cl = classify(xv, yv, level=level, min_points=min_points, monotone="longest")
+        cl = classify(xv, yv, level=level, min_points=min_points, monotone="longest", skipna=True)
         labels.append(cl.label)
         alpha.append(cl.alpha), lo.append(cl.alpha_ci[0]), hi.append(cl.alpha_ci[1])
         npts.append(int(cl.evidence["n_points"]))
@@ -145,39 +145,80 @@ def regime_map(ds, var: str | None = None, *, D: str = "D", P: str = "P", seed: 
         },
         coords={"edge": names, D: mean[D].values, P: mean[P].values},
         attrs={**da.attrs, "ratio": float(ratio), "variance_ratio": float(variance_ratio or 2 * ratio),
-               "level": float(level), "variable": str(da.name)},
+               "level": float(level), "variable": str(da.name), "D_dim": D, "P_dim": P,
+               "loss_units": str(da.attrs.get("units", ""))},
     )
     return out
 
 
-def plot_regime_map(rmap: xr.Dataset, *, ax=None, D: str = "D", P: str = "P", units: str = ""):
+FEATURE_DIMS = ("P", "features", "n_features", "params", "parameters", "n_params")
+"""Names of a model-size dim that counts features or parameters (so ``D = P`` means something)."""
+
+
+def plot_regime_map(rmap: xr.Dataset, *, ax=None, D: str | None = None, P: str | None = None,
+                    counts_features: bool | None = None):
     """Figure of a :func:`regime_map`: loss over the (D, P) plane, the regions, the edges.
+
+    Parameters
+    ----------
+    rmap : xarray.Dataset
+        From :func:`regime_map`; the dim names it was made with (``P="width"``...) are read
+        from its attrs, so they need not be repeated.
+    ax : matplotlib Axes, optional
+    D, P : str, optional
+        Override the dim names stored in ``rmap``.
+    counts_features : bool, optional
+        Whether the model-size axis counts features or parameters (default: its name is one
+        of :data:`FEATURE_DIMS`). Only then are the ``D = P`` line and the over- and
+        under-parameterised labels drawn; for a width they would compare unlike things.
 
     Returns
     -------
     matplotlib.axes.Axes
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, regimes
+    >>> D = np.geomspace(10, 1e4, 13); w = np.geomspace(8, 512, 7)
+    >>> L = D[:, None] ** -0.4 + 3 / w[None, :]
+    >>> m = regimes.regime_map(xr.Dataset({"test_loss": (("D", "width"), L)}, coords={"D": D, "width": w}), P="width")
+    >>> ax = regimes.plot_regime_map(m)
+    >>> ax.get_xlabel(), [t.get_text() for t in ax.texts][:1]
+    ('model size width', ['along D: resolution-limited, alpha = 0.40 [0.40, 0.40]'])
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import LogLocator, NullFormatter
 
+    D = D or rmap.attrs.get("D_dim", "D")
+    P = P or rmap.attrs.get("P_dim", "P")
+    for name in (D, P):
+        if name not in rmap.dims:
+            raise ValueError(f"regime map has no dim {name!r}; dims are {list(rmap.dims)}")
+    if counts_features is None:
+        counts_features = P in FEATURE_DIMS
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 4.5))
     Dv, Pv = rmap[D].values.astype(float), rmap[P].values.astype(float)
     loss = rmap["loss"].values
     mesh = ax.pcolormesh(Pv, Dv, np.where(loss > 0, loss, np.nan), shading="nearest",
                          norm=LogNorm(), cmap="viridis")
-    plt.colorbar(mesh, ax=ax, label=f"loss{f' ({units})' if units else ''}")
-    r = float(rmap.attrs.get("ratio", 2.0))
-    lim = [min(Dv.min(), Pv.min()), max(Dv.max(), Pv.max())]
-    ax.plot(lim, lim, "w-", lw=1.5, label="D = P")
-    ax.plot(lim, [v * r for v in lim], "w:", lw=1)
-    ax.plot(lim, [v / r for v in lim], "w:", lw=1, label=f"D = P x {r:g}^(+-1)")
+    variable = rmap.attrs.get("variable", "loss")
+    units = rmap.attrs.get("loss_units", "")
+    bar = plt.colorbar(mesh, ax=ax)
+    bar.set_label(f"{variable}{f' ({units})' if units else ''}, seed mean")
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlim(Pv.min(), Pv.max())
     ax.set_ylim(Dv.min(), Dv.max())
+    for axis in (ax.xaxis, ax.yaxis, bar.ax.yaxis):  # decade labels only: minor labels overlap
+        axis.set_major_locator(LogLocator(base=10))
+        axis.set_minor_locator(LogLocator(base=10, subs=np.arange(2, 10)))
+        axis.set_minor_formatter(NullFormatter())
+    ax.tick_params(labelsize=8)
     ax.set_xlabel(f"model size {P}")
     ax.set_ylabel(f"data set size {D}")
+
     def describe(edge):
         e = rmap.sel(edge=edge)
         a = float(e.edge_alpha)
@@ -186,11 +227,20 @@ def plot_regime_map(rmap: xr.Dataset, *, ax=None, D: str = "D", P: str = "P", un
             if np.isfinite(a) else lab
 
     box = dict(boxstyle="round", fc="k", alpha=0.55, lw=0)
-    ax.text(0.03, 0.97, f"over-parameterised (D < P)\n along D: {describe('data_at_large_model')}\n"
-            f" along P: {describe('model_at_small_data')}", transform=ax.transAxes, ha="left", va="top",
-            fontsize=6.5, color="w", bbox=box)
-    ax.text(0.97, 0.03, f"under-parameterised (D > P)\n along D: {describe('data_at_small_model')}\n"
-            f" along P: {describe('model_at_large_data')}", transform=ax.transAxes, ha="right", va="bottom",
-            fontsize=6.5, color="w", bbox=box)
-    ax.legend(loc="center left", fontsize=6.5, framealpha=0.7)
+    if counts_features:
+        r = float(rmap.attrs.get("ratio", 2.0))
+        lim = [min(Dv.min(), Pv.min()), max(Dv.max(), Pv.max())]
+        ax.plot(lim, lim, "w-", lw=1.5, label=f"{D} = {P}")
+        ax.plot(lim, [v * r for v in lim], "w:", lw=1)
+        ax.plot(lim, [v / r for v in lim], "w:", lw=1, label=f"{D} = {P} x {r:g}^(+-1)")
+        ax.legend(loc="center left", fontsize=6.5, framealpha=0.7)
+        top = f"over-parameterised ({D} < {P})\n along {D}: {describe('data_at_large_model')}\n" \
+              f" along {P}: {describe('model_at_small_data')}"
+        bottom = f"under-parameterised ({D} > {P})\n along {D}: {describe('data_at_small_model')}\n" \
+                 f" along {P}: {describe('model_at_large_data')}"
+    else:  # a width is not a count of features: no D = P line, no over/under-parameterised
+        top = f"along {D}: {describe('data_at_large_model')}\nalong {P}: {describe('model_at_small_data')}"
+        bottom = f"along {D}: {describe('data_at_small_model')}\nalong {P}: {describe('model_at_large_data')}"
+    ax.text(0.03, 0.97, top, transform=ax.transAxes, ha="left", va="top", fontsize=6.5, color="w", bbox=box)
+    ax.text(0.97, 0.03, bottom, transform=ax.transAxes, ha="right", va="bottom", fontsize=6.5, color="w", bbox=box)
     return ax

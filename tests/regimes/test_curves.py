@@ -6,7 +6,7 @@ import pytest
 import kernels
 import regimes
 
-D = np.geomspace(10, 1e5, 40)
+D = np.geomspace(10, 1e5, 16)
 
 
 def test_crossover_is_found_with_both_exponents(rng):

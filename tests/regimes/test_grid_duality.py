@@ -28,19 +28,41 @@ def theory_grid(task, sizes):
     return kernels.rf_theory(task.eigenvalues, task.coefficients, sizes, sizes).transpose("D", "P")
 
 
+def plot_checks(m):
+    """plot_regime_map reads the dim names from the map; the colour bar names the loss."""
+    import matplotlib.pyplot as plt
+
+    ax = regimes.plot_regime_map(m)
+    assert ax.figure.axes[1].get_ylabel().startswith(m.attrs["variable"])
+    assert any(line.get_label() == "D = P" for line in ax.lines)
+    assert "over-parameterised" in ax.texts[0].get_text()
+    w = m.rename(P="width")
+    w.attrs["P_dim"] = "width"
+    ax = regimes.plot_regime_map(w)
+    assert ax.get_xlabel() == "model size width"
+    assert not any("D = " in str(line.get_label()) for line in ax.lines)
+    assert not any("parameterised" in t.get_text() for t in ax.texts)
+    plt.close("all")
+
+
 def test_four_regimes_and_duality_on_the_theory_grid():
     task = experiments.teacher_student(100_000, alpha=ALPHA_K)
     grid = theory_grid(task, np.unique(np.geomspace(8, 4096, 19).astype(int)))
     m = regimes.regime_map(grid, seed=None, ratio=4, variance_ratio=8)
-    assert list(m.edge_label.values) == list(m.edge_expected.values)
+    labels = dict(zip(m.edge.values, m.edge_label.values))
+    assert labels["data_at_large_model"] == labels["model_at_large_data"] == "resolution-limited"
+    # The noise-free variance-limited edges are L_inf D / (D - P): their exponent over the window
+    # is 1.0x, not 1, so equivalence to 1 is not claimed either; they are never resolution-limited.
+    for edge in ("data_at_small_model", "model_at_small_data"):
+        assert labels[edge] != "resolution-limited", m.edge_reason.sel(edge=edge).item()
+        assert abs(float(m.edge_alpha.sel(edge=edge)) - 1) < 0.15
     # Over-parameterised cells scale as resolution-limited in D, variance-limited in P.
     assert m.regime_along_D.sel(D=8, P=4096).item() == "resolution-limited"
     assert m.regime_along_P.sel(D=8, P=4096).item() == "variance-limited"
     assert m.regime_along_D.sel(D=4096, P=8).item() == "variance-limited"
-    # The duality is exact for this model: identical exponents on both edges ...
+    # In the asymptotic window (sizes >= 32, other size >= 16x) the theory's exponent is alpha_K.
+    # (alpha_D = alpha_P holds here by the symmetry of rf_theory's grid: not tested, it cannot fail.)
     d = regimes.duality(grid, seed=None, ratio=16, form="offset", bootstrap=20, alpha_K=ALPHA_K)
-    assert float(d.alpha.sel(leg="D")) == pytest.approx(float(d.alpha.sel(leg="P")), abs=1e-6)
-    # ... and, in the asymptotic window (sizes >= 32, other size >= 16x), equal to alpha_K.
     assert float(d.alpha.sel(leg="D")) == pytest.approx(ALPHA_K, abs=0.05)
 
 
@@ -62,6 +84,7 @@ def test_measured_grid_matches_theory(small_measured_grid):
 def test_measured_resolution_edges_and_duality(small_measured_grid):
     task, sizes, grid = small_measured_grid
     m = regimes.regime_map(grid, ratio=4)
+    plot_checks(m)
     assert m.edge_label.sel(edge="data_at_large_model").item() == "resolution-limited"
     assert m.edge_label.sel(edge="model_at_large_data").item() == "resolution-limited"
     assert m.edge_label.sel(edge="data_at_small_model").item() != "resolution-limited"
