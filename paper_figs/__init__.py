@@ -9,18 +9,28 @@ import importlib
 import time
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 from ._common import PRESETS, Context, Row
 from ._report import write_report
 
 FIGURES = ("fig1_regimes", "fig2_duality", "fig3_pretrained", "fig4_spectra", "fig5_manifold", "fig6_aspect_ratio")
 
-__all__ = ["FIGURES", "PRESETS", "Context", "Row", "run"]
+__all__ = ["FIGURES", "PRESETS", "Context", "Row", "RunResult", "run"]
+
+
+class RunResult(NamedTuple):
+    """What :func:`run` made: the report rows, the report's path, and the figures that failed
+    (name -> ``"ExceptionType: message"``; empty when all ran)."""
+
+    rows: list
+    report: Path
+    failures: dict
 
 
 def run(out, *, preset: str = "quick", only=None, executor: str = "local", scheduler: str | None = None,
         data_dir: str | None = None, embeddings: str | None = None, labels: str | None = None,
-        progress: bool = True, raise_errors: bool = False) -> tuple[list[Row], Path]:
+        progress: bool = True, raise_errors: bool = False) -> RunResult:
     """Make the figures (all, or those in ``only``) and ``report.md`` under ``out``.
 
     Each figure runs its sweeps (stored under ``out/data``, so a rerun resumes or reuses
@@ -29,13 +39,14 @@ def run(out, *, preset: str = "quick", only=None, executor: str = "local", sched
 
     Returns
     -------
-    (rows, report path)
-        ``rows``: one :class:`Row` per measured quantity (value, interval, theory, verdict).
+    RunResult
+        ``rows``: one :class:`Row` per measured quantity (value, interval, theory, verdict);
+        ``report``: the path of ``report.md``; ``failures``: figure name -> error, as data.
 
     Examples
     --------
     >>> import paper_figs
-    >>> rows, report = paper_figs.run("figures", only=["fig2_duality"], progress=False)  # doctest: +SKIP
+    >>> rows, report, failures = paper_figs.run("figures", only=["fig2_duality"], progress=False)  # doctest: +SKIP
     >>> [(r.quantity, round(r.value, 2), r.verdict) for r in rows][:2]  # doctest: +SKIP
     [('alpha_D (P = 1024, 16 <= D <= P/16)', 0.3, 'agrees'), ('alpha_P (D = 1024, 16 <= P <= D/16)', 0.26, 'agrees')]
     """
@@ -58,4 +69,4 @@ def run(out, *, preset: str = "quick", only=None, executor: str = "local", sched
         timings[name] = time.perf_counter() - t0
         print(f"[paper_figs] {name}: {timings[name]:.0f} s" + (" (FAILED)" if name in failures else ""), flush=True)
     report = write_report(ctx.out, rows, preset=preset, timings=timings, failures=failures)
-    return rows, report
+    return RunResult(rows, report, failures)

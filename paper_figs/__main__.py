@@ -19,13 +19,16 @@ def main(argv=None) -> int:
     ap.add_argument("--labels", default=None, help="... with their integer labels (.npy)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # the command writes files; importing paper_figs leaves the backend alone
     only = args.only.split(",") if args.only else None
     executor = "dask" if args.scheduler else args.executor
-    rows, report = run(args.out, preset=args.preset, only=only, executor=executor, scheduler=args.scheduler,
+    result = run(args.out, preset=args.preset, only=only, executor=executor, scheduler=args.scheduler,
                        data_dir=args.data_dir, embeddings=args.embeddings, labels=args.labels,
                        progress=not args.no_progress)
-    print(report.read_text())
-    return 0 if "## Failures" not in report.read_text() else 1
+    print(result.report.read_text())
+    return 1 if result.failures else 0
 
 
 if __name__ == "__main__":

@@ -5,15 +5,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import xarray as xr
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import xarray as xr  # noqa: E402
-
-import experiments  # noqa: E402
-import scaling  # noqa: E402
+import experiments
+import scaling
 
 PRESETS = ("quick", "full")
 
@@ -71,18 +68,18 @@ class Row:
     theory: float | None = None
     theory_label: str = ""
     regime: str = ""
-    tolerance: float | None = None  # |value - theory| allowed for "agrees"
     theory_interval: tuple[float, float] | None = None  # agreement: the two intervals overlap
 
     @property
     def verdict(self) -> str:
+        """"agrees" when the theory value lies in the measured 95% interval (or the theory's own
+        interval overlaps it), "differs" otherwise; no fixed slack: the interval is the tolerance."""
         if self.theory is None or not np.isfinite(self.value):
             return ""
         inside = np.isfinite(self.lo) and self.lo <= self.theory <= self.hi
-        close = self.tolerance is not None and abs(self.value - self.theory) <= self.tolerance
         overlap = self.theory_interval is not None and np.isfinite(self.lo) and (
             max(self.lo, self.theory_interval[0]) <= min(self.hi, self.theory_interval[1]))
-        return "agrees" if inside or close or overlap else "differs"
+        return "agrees" if inside or overlap else "differs"
 
     def as_dict(self) -> dict:
         ti = self.theory_interval or (np.nan, np.nan)

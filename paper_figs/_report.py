@@ -19,8 +19,9 @@ def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, 
         "",
         f"Made {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m paper_figs "
         f"--preset {preset}`. Figures are in `figures/` (PNG and PDF), the data behind them in `data/` (zarr sweeps "
-        "and netCDF analyses). Intervals are 95%; *agrees* means the theory value lies in the measured interval, "
-        "within the stated tolerance (0.1 for exponents), or that two intervals overlap.",
+        "and netCDF analyses). Intervals are 95%; *agrees* means the theory value lies in the measured interval "
+        "(or that two intervals overlap): no fixed slack. Theory values are for the same finite setting "
+        "(sizes, fit window and form) as the measurement unless labelled a heuristic.",
         "",
         "| figure | quantity | measured | 95% interval | theory | regime | verdict |",
         "|---|---|---|---|---|---|---|",

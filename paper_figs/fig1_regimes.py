@@ -120,7 +120,10 @@ def run(ctx: Context) -> list[Row]:
     import matplotlib.pyplot as plt
 
     cfg = CONFIG[ctx.preset]
-    grid = ctx.sweep(teacher_student_rf_spec(ctx.preset))
+    spec = teacher_student_rf_spec(ctx.preset)
+    grid = ctx.sweep(spec)
+    task = experiments.teacher_student(spec.task["n_features"], spec.task["alpha"])
+    exact = kernels.rf_theory(task.eigenvalues, task.coefficients, grid.D.values, grid.P.values).test_mse
     var_D, var_P = (ctx.sweep(s) for s in variance_specs(cfg, ctx.preset))
     edges = rf_edges(grid, var_D, var_P)
     widths = width_scaling(cfg)
@@ -136,8 +139,8 @@ def run(ctx: Context) -> list[Row]:
     for i, (name, xdim, fixed, form, theory, regime) in enumerate(panels):
         x, curves = edges[name]
         fit = seed_bootstrap_exponent(curves, x, form=form, key=i)
-        label = regimes.classify(x, np.nanmean(curves, 0)).label if form == "offset" else \
-            regimes.classify(x, np.nanmean(curves, 0), l_inf=0.0, min_points=4).label
+        label = regimes.classify(x, np.nanmean(curves, 0), skipna=True).label if form == "offset" else \
+            regimes.classify(x, np.nanmean(curves, 0), l_inf=0.0, min_points=4, skipna=True).label
         if name == "variance_D":
             fixed += "; excess over the best 4-feature risk, known exactly"
         ax = axes[0, i] if i < 3 else axes[0, 2]
@@ -164,8 +167,14 @@ def run(ctx: Context) -> list[Row]:
             plot_curve(ax, x, y, label=f"loss vs {xdim} ({fixed})", fit=fit, yerr=sem)
         finish(ax, xlabel=f"{xdim} ({'training points' if xdim == 'D' else 'features'})",
                ylabel=ylabel, title=f"random features: {regime} in {xdim}")
+        theory_label = "1"
+        if regime == "resolution-limited":  # the theory's exponent over the same window and sizes
+            other = "P" if xdim == "D" else "D"
+            th = exact.sel({xdim: x, other: exact[other].values[-1]}).values
+            theory = float(scaling.fit(form, np.asarray(x, float), th).params["alpha"])
+            theory_label = f"rf_theory, same window (alpha_K = {ALPHA_K})"
         rows.append(Row("Fig. 1", f"random features, {regime} {xdim} ({fixed})", fit.alpha, fit.lo, fit.hi,
-                        theory, "1" if theory == 1.0 else "alpha_K", label, tolerance=0.1))
+                        theory, theory_label, label))
     axes[0, 2].set_title("random features: resolution-limited in D and P", fontsize=9)
     axes[0, 2].set_xlabel("D (training points) or P (features)")
 
@@ -181,7 +190,7 @@ def run(ctx: Context) -> list[Row]:
            title="trained MLPs: variance-limited in width")
     rows.append(Row("Fig. 1", f"trained MLP, variance-limited width: output deviation (D = {widths.attrs['D']})",
                     fitw.alpha, fitw.lo, fitw.hi, 1.0, "1",
-                    regimes.classify(wv, np.mean(dev, 0), l_inf=0.0, min_points=4).label, tolerance=0.1))
+                    regimes.classify(wv, np.mean(dev, 0), l_inf=0.0, min_points=4).label))
     dl = digits.test_loss.isel(width=0).transpose("seed", "D").values
     fitd = seed_bootstrap_exponent(dl, digits.D.values.astype(float), form="offset", key=12)
     ax = axes[1, 1]
