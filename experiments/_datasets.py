@@ -166,7 +166,8 @@ def _load_py_batch(path):
     except pickle.UnpicklingError:
         raise
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
-        raise ValueError(f"{path} is not a CIFAR python batch (unreadable pickle: {type(exc).__name__}: {exc})") from None
+        raise ValueError(
+            f"{path} is not a CIFAR python batch (unreadable pickle: {type(exc).__name__}: {exc})") from None
     if not isinstance(d, dict):
         raise ValueError(f"{path} is not a CIFAR python batch: it holds a {type(d).__name__}, not a dict")
     return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in d.items()}

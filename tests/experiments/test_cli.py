@@ -44,7 +44,8 @@ import pytest  # noqa: E402
 import experiments  # noqa: E402
 from experiments import _store  # noqa: E402
 
-DIGITS = 'name = "digits"\nn_test = 100\n[task]\nkind = "digits"\n[model]\nkind = "krr"\n[grid]\nD = [50, 100, 200]\nseed = [0, 1]\n'
+DIGITS = ('name = "digits"\nn_test = 100\n[task]\nkind = "digits"\n[model]\nkind = "krr"\n'
+          '[grid]\nD = [50, 100, 200]\nseed = [0, 1]\n')
 
 
 @pytest.fixture
