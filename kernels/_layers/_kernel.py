@@ -180,6 +180,14 @@ class KernelFn:
         self.name = name
         self.needs_full = needs_full
         self.__name__ = name
+        # One compiled program per (shapes, get): eager evaluation would dispatch (and
+        # compile) every small op of a deep CNN's kernel map separately.
+        self._compiled = jax.jit(self._from_inputs, static_argnames=("get",))
+
+    def _from_inputs(self, x1, x2, get):
+        compute_ntk = get is None or "ntk" in ((get,) if isinstance(get, str) else get)
+        k = input_kernel(x1, x2, full=self.needs_full, compute_ntk=compute_ntk)
+        return self._fn(k)
 
     def __repr__(self):
         return f"<kernel_fn of {self.name}>"
@@ -194,7 +202,7 @@ class KernelFn:
                             "it takes (x1, x2=None, get=None)")
         if _is_kernel_tree(x1):
             return self._fn(x1)
-        names = _check_get(get)
+        _check_get(tuple(get) if isinstance(get, list) else get)
         if not hasattr(x1, "shape") or not hasattr(x1, "ndim"):
             raise TypeError(f"x1 must be an array (n, ...features), got {type(x1).__name__}")
         if x1.ndim < 2:
@@ -204,9 +212,10 @@ class KernelFn:
                 raise TypeError(f"x2 must be an array or None, got {type(x2).__name__}")
             if tuple(x2.shape[1:]) != tuple(x1.shape[1:]):
                 raise ValueError(f"x2 feature shape {tuple(x2.shape[1:])} differs from x1's {tuple(x1.shape[1:])}")
-        compute_ntk = names is None or "ntk" in names
-        k = input_kernel(x1, x2, full=self.needs_full, compute_ntk=compute_ntk)
-        return _select(self._fn(k), get)
+        get = tuple(get) if isinstance(get, list) else get
+        x1 = jnp.asarray(x1).astype(jnp.result_type(float))
+        x2 = None if x2 is None else jnp.asarray(x2).astype(x1.dtype)
+        return _select(self._compiled(x1, x2, get), get)
 
 
 def check_kernel(k, layer: str) -> Kernel:

@@ -70,7 +70,7 @@ def _map_all(k: Kernel, fn, diag_fn, f=lambda v: v):
     return nngp, ntk, cov1, cov2
 
 
-def ABRelu(a: float, b: float):
+def ABRelu(a: float, b: float, *, name: str | None = None):
     """``a * min(x, 0) + b * max(x, 0)`` (ReLU: ``a=0, b=1``)."""
     a, b = float(a), float(b)
     factor = (a - b) ** 2 / (2 * np.pi)
@@ -86,14 +86,15 @@ def ABRelu(a: float, b: float):
         root = _safe_sqrt(sin2)  # sqrt(q1 q2) sin(theta)
         both_zero = (root == 0) & (cov == 0)
         angle = jnp.where(both_zero, np.pi / 2, jnp.arctan2(root, jnp.where(both_zero, 1.0, cov)))
-        dot_sigma = mean_slope - factor * angle
+        # (a^2 + b^2)/2 - (a - b)^2 angle/(2 pi), written to be exact at angle = pi (and 0)
+        dot_sigma = a * b + (a - b) ** 2 * ((np.pi - angle) / (2 * np.pi))
         cov = factor * root + dot_sigma * cov
         return cov, None if ntk is None else ntk * dot_sigma
 
     def diag(var):
         return mean_slope * var
 
-    return _elementwise(fn, f"ABRelu({a}, {b})", lambda k: _map_all(k, pair, diag))
+    return _elementwise(fn, name or f"ABRelu({a}, {b})", lambda k: _map_all(k, pair, diag))
 
 
 def Relu():
@@ -108,9 +109,7 @@ def Relu():
     >>> round(float(k.nngp[0, 1]), 6), round(float(k.ntk[0, 1]), 6)  # 1/(4 pi), 0
     (0.079577, 0.0)
     """
-    init_fn, apply_fn, kernel_fn = ABRelu(0.0, 1.0)
-    kernel_fn.name = kernel_fn.__name__ = "Relu"
-    return init_fn, apply_fn, kernel_fn
+    return ABRelu(0.0, 1.0, name="Relu")
 
 
 def Erf():

@@ -64,7 +64,7 @@ def test_float32_kernel_is_close_to_float64(x, tolerance):
 def test_tiles_on_disk_resume_without_recomputing(tmp_path, x, monkeypatch):
     import zarr
 
-    from kernels import _kernel_matrix
+    from kernels._matrices import _kernel_matrix
 
     arch = kernels.mlp(1)
     ref = kernels.kernel_matrix(arch, x)

@@ -119,3 +119,42 @@ def test_target_exponent():
         warnings.simplefilter("error")
         res = kernels.target_exponent(v, index_range=(10, 1000))
     assert res.alpha == pytest.approx(0.6, abs=0.01)
+
+
+@pytest.mark.parametrize("method", ["eigh", "randomized", "lanczos"])
+def test_every_method_validates_the_matrix_like_eigh(method, rng):
+    K, _ = kernel_with_spectrum(rng, 60, np.arange(1, 61) ** -1.5)
+    asym = K.copy()
+    asym[0, 5] += 0.1 * np.abs(K).max()
+    with pytest.raises(ValueError, match="K is not symmetric"):
+        kernels.spectrum(asym, 5, method=method)
+    bad = K.copy()
+    bad[3, 4] = bad[4, 3] = np.nan
+    with pytest.raises(ValueError, match=r"K contains 2 non-finite values \(first at \(3, 4\)\)"):
+        kernels.spectrum(bad, 5, method=method)
+    # an indefinite symmetric matrix (eigenvalues of both signs) is not a kernel matrix
+    indefinite, _ = kernel_with_spectrum(rng, 60, np.r_[np.arange(1, 31) ** -1.0, -np.arange(1, 31) ** -1.0])
+    with pytest.warns(RuntimeWarning, match="not positive semi-definite"):
+        kernels.spectrum(indefinite, 5, method=method)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kernels.spectrum(K, 5, method=method)  # a PSD matrix (with rounding-level negatives) stays quiet
+
+
+def test_operators_are_validated_by_a_probe(rng):
+    K, _ = kernel_with_spectrum(rng, 50, np.arange(1, 51) ** -2.0)
+    A = K + np.triu(np.full_like(K, 0.01 * np.abs(K).max()), 1)
+    op = scipy.sparse.linalg.aslinearoperator(A)
+    with pytest.raises(ValueError, match="K is not symmetric"):
+        kernels.spectrum(op, 4, method="randomized")
+    nan_op = scipy.sparse.linalg.LinearOperator(K.shape, matvec=lambda v: np.full(50, np.nan), dtype=np.float64)
+    with pytest.raises(ValueError, match="non-finite"):
+        kernels.spectrum(nan_op, 4, method="lanczos")
+
+
+@pytest.mark.parametrize("values", [np.ones(200), np.arange(1, 201) ** 0.5, np.full(50, 3.0)])
+def test_flat_or_increasing_spectra_have_no_exponent(values):
+    with pytest.raises(ValueError, match="do not decay"):
+        kernels.spectral_exponent(values)
+    with pytest.raises(ValueError, match="do not decay"):
+        kernels.spectral_exponent(values, index_range=(2, values.size))

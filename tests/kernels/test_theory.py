@@ -137,3 +137,37 @@ def test_rf_ridge_grid_floor_is_the_best_linear_risk(rng):
     np.testing.assert_allclose(out["floor_mse"], reference, rtol=1e-10)
     assert np.all(np.diff(out["floor_mse"]) <= 0)  # more features, a lower floor
     assert np.all(out["test_mse"] >= out["floor_mse"][:, None] * (1 - 1e-12))
+
+
+def test_ridgeless_noiseless_krr_with_as_many_samples_as_modes_has_zero_risk():
+    lam = np.arange(1, 41) ** -1.5
+    v = np.arange(1, 41) ** -1.0
+    # n >= number of modes, ridge 0, no noise: every mode is learned exactly (not NaN)
+    np.testing.assert_array_equal(kernels.krr_risk(lam, v, [40, 60]), [0.0, 0.0])
+    # with noise the variance diverges at n = modes (interpolation), and is finite beyond
+    risk = kernels.krr_risk(lam, v, [40, 80], noise=0.1)
+    assert risk[0] == np.inf and np.isfinite(risk[1]) and risk[1] > 0
+    # rf theory: as many features and samples as modes, nothing to learn -> 0
+    assert kernels.rf_risk(lam, v, 50, 60) == 0.0
+
+
+@pytest.mark.parametrize("bad", [-1e-3, np.nan, np.inf, "0.1", [0.1, 0.2]])
+def test_every_function_taking_a_ridge_rejects_bad_ridges(bad, rng):
+    lam, v = np.arange(1, 21) ** -1.5, np.ones(20) / 5
+    F = rng.standard_normal((30, 8))
+    K = F @ F.T / 8
+    calls = [
+        lambda: kernels.krr_risk(lam, v, 10, ridge=bad),
+        lambda: kernels.krr_theory(lam, v, 10, ridge=bad),
+        lambda: kernels.rf_risk(lam, v, 10, 5, ridge=bad),
+        lambda: kernels.rf_theory(lam, v, 10, 5, ridge=bad),
+        lambda: kernels.rf_ridge_grid(F[:20], F[:20, 0], F[20:], F[20:, 0], [10], [4], ridge=bad),
+        lambda: kernels.kernel_ridge_nested(K[:20, :20], K[20:, :20], F[:20, 0], F[20:, 0], [10], ridge=bad),
+        lambda: kernels.krr_learning_curve(K, F[:, 0], [5, 10], n_test=10, ridge=bad, seeds=1),
+        lambda: kernels.rf_learning_curve(F, F[:, 0], [5, 10], [4], n_test=10, ridge=bad, seeds=1),
+    ]
+    if not isinstance(bad, list):  # kare takes an array of ridges
+        calls.append(lambda: kernels.kare(K, F[:, 0], bad))
+    for call in calls:
+        with pytest.raises(ValueError, match="ridge must be finite and >= 0"):
+            call()

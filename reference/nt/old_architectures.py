@@ -1,4 +1,4 @@
-"""Builders for the common architectures, as ``kernels.stax`` triples.
+"""The builders of the toolkit at commit 5cc619b (neural-tangents backed), verbatim but for the import.
 
 Every builder returns ``(init_fn, apply_fn, kernel_fn)``; every function of this package
 that takes an ``arch`` accepts such a triple built any way (``stax.serial`` by hand too).
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from . import stax
+from neural_tangents import stax  # imported after compute.py registers the TF-bridge stand-in
 
 ACTIVATIONS = ("relu", "erf", "gelu", "tanh_like_erf", "identity")
 PARAMETERIZATIONS = ("ntk", "standard")

@@ -9,6 +9,8 @@ import numpy as np
 import scipy.linalg
 import xarray as xr
 
+from ._checks import check_nonnegative
+
 
 def _sizes(name, values, upper):
     v = np.asarray(values)
@@ -110,6 +112,7 @@ def kernel_ridge_nested(K_train, K_test_train, y_train, y_test, D, *, ridge: flo
     >>> bool(out["test_mse"][1] < out["test_mse"][0])
     True
     """
+    ridge = check_nonnegative("ridge", ridge)
     D = _sizes("D", D, np.shape(K_train)[0])
     acc = []
     test, train = _nested_kernel_ridge(np.asarray(K_train, np.float64), np.asarray(K_test_train, np.float64),
@@ -165,8 +168,7 @@ def krr_learning_curve(K, y, D, *, n_test: int, ridge: float = 0.0, seeds=4, key
     if not isinstance(n_test, (int, np.integer)) or not 1 <= n_test < N:
         raise ValueError(f"n_test must be an integer in [1, {N - 1}], got {n_test!r}")
     D = _sizes("D", D, N - n_test)
-    if not (np.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be finite and >= 0, got {ridge!r}")
+    ridge = check_nonnegative("ridge", ridge)
     seeds, keys = _keys(key, seeds)
     test = np.empty((len(seeds), len(D)))
     train = np.empty_like(test)
@@ -234,8 +236,7 @@ def rf_learning_curve(features: np.ndarray | Callable, y, D, P, *, n_test: int =
         if y.ndim != 1 or cov.ndim != 2 or cov.shape[0] != cov.shape[1]:
             raise ValueError("population_covariance needs a scalar target and a square (P_max + 1) covariance")
     D = _sizes("D", D, N - n_test)
-    if not (np.isfinite(ridge) and ridge >= 0):
-        raise ValueError(f"ridge must be finite and >= 0, got {ridge!r}")
+    ridge = check_nonnegative("ridge", ridge)
     seeds, keys = _keys(key, seeds)
     fixed = None if callable(features) else np.asarray(features, dtype=np.float64)
     P_checked = None
@@ -350,6 +351,7 @@ def rf_ridge_grid(F_train, y_train, F_test, y_test, D, P, *, ridge: float = 0.0,
     >>> out["test_mse"].shape
     (2, 2)
     """
+    ridge = check_nonnegative("ridge", ridge)
     F_train = np.asarray(F_train, np.float64)
     F_test = np.asarray(F_test, np.float64)
     D = _sizes("D", D, F_train.shape[0])

@@ -50,16 +50,58 @@ def _shape(K):
 
 
 def _matmat(K, Q: np.ndarray, block_rows: int) -> np.ndarray:
-    """``K @ Q`` in float64; arrays on disk (zarr) are streamed in row blocks."""
+    """``K @ Q`` in float64; arrays on disk (zarr) are streamed in row blocks.
+
+    Raises ValueError when the product is not finite (NaN or inf in ``K``), so that no
+    eigensolver ever sees them.
+    """
     if isinstance(K, scipy.sparse.linalg.LinearOperator):
-        return np.asarray(K.matmat(Q), dtype=np.float64)
-    if isinstance(K, np.ndarray):
-        return np.asarray(K, dtype=np.float64) @ Q
-    n = K.shape[0]
-    out = np.empty((n, Q.shape[1]))
-    for i in range(0, n, block_rows):
-        out[i:i + block_rows] = np.asarray(K[i:i + block_rows], dtype=np.float64) @ Q
+        out = np.asarray(K.matmat(Q), dtype=np.float64)
+    elif isinstance(K, np.ndarray):
+        out = np.asarray(K, dtype=np.float64) @ Q
+    else:
+        n = K.shape[0]
+        out = np.empty((n, Q.shape[1]))
+        for i in range(0, n, block_rows):
+            out[i:i + block_rows] = np.asarray(K[i:i + block_rows], dtype=np.float64) @ Q
+    if not np.all(np.isfinite(out)):
+        raise ValueError("K contains non-finite values (NaN or inf): its products with vectors are not finite")
     return out
+
+
+def _validate(K, n: int, block_rows: int, key) -> None:
+    """Finite and symmetric, for every method: arrays in memory entry by entry, matrices
+    on disk or operators by a random probe (``u . K v`` against ``v . K u``)."""
+    if isinstance(K, np.ndarray):
+        finite = np.isfinite(K)
+        if not finite.all():
+            first = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise ValueError(f"K contains {int(np.count_nonzero(~finite))} non-finite values (first at {first})")
+        Kd = np.asarray(K, dtype=np.float64)
+        asym = np.max(np.abs(Kd - Kd.T)) if n <= 20000 else np.max(np.abs(Kd[:2000, :2000] - Kd[:2000, :2000].T))
+        if asym > 1e-8 * max(np.max(np.abs(Kd)), 1e-300):
+            raise ValueError(f"K is not symmetric (max |K - K^T| = {asym:.3g}); spectra are defined for "
+                             "symmetric kernel matrices")
+        return
+    rng = np.random.default_rng(int(np.asarray(jax.random.key_data(key)).ravel()[-1]) if not isinstance(
+        key, (int, np.integer)) else int(key))
+    uv = rng.standard_normal((n, 2))
+    Kuv = _matmat(K, uv, block_rows)
+    a, b = uv[:, 0] @ Kuv[:, 1], uv[:, 1] @ Kuv[:, 0]
+    scale = max(np.linalg.norm(Kuv) * np.linalg.norm(uv), 1e-300)
+    if abs(a - b) > 1e-8 * scale:
+        raise ValueError(f"K is not symmetric (a random probe gives u.Kv = {a:.6g} but v.Ku = {b:.6g})")
+
+
+def _warn_if_not_psd(w: np.ndarray, diag_min: float, dtype) -> None:
+    """RuntimeWarning when K has a clearly negative eigenvalue or diagonal entry (beyond rounding)."""
+    scale = np.max(np.abs(w)) if w.size else 0.0
+    tol = np.sqrt(np.finfo(dtype).eps) * scale
+    if w.size and (np.min(w) < -tol or diag_min < -tol):
+        worst = min(float(np.min(w)), float(diag_min))
+        warnings.warn(f"K is not positive semi-definite (an eigenvalue or diagonal entry is {worst:.3g}, "
+                      f"largest |eigenvalue| {scale:.3g}): not a kernel matrix, the spectrum's meaning is doubtful",
+                      RuntimeWarning, stacklevel=3)
 
 
 def spectrum(K, k: int | None = None, *, y=None, return_vectors: bool = False, method: str = "auto",
@@ -122,21 +164,34 @@ def spectrum(K, k: int | None = None, *, y=None, return_vectors: bool = False, m
         raise ValueError(f"k must be an integer in [1, {n}], got {k!r}")
     if y is not None:
         y = np.asarray(y, dtype=np.float64)
-        if y.shape[0] != n:
-            raise ValueError(f"y has {y.shape[0]} rows but K is {n} x {n}")
+        if y.ndim == 0 or y.shape[0] != n:
+            raise ValueError(f"y must have {n} rows (one per row of K), got shape {y.shape}")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y contains non-finite values (NaN or inf)")
     if method == "auto":
         method = "randomized" if (k is not None and k <= n // 10 and n > 2000) else "eigh"
     if method == "eigh" and not isinstance(K, np.ndarray):
         K = np.asarray(K[:] if not isinstance(K, scipy.sparse.linalg.LinearOperator) else K.matmat(np.eye(n)))
     if method != "eigh" and k is None:
         raise ValueError(f"method {method!r} computes the leading k eigenvalues: pass k")
+    if (isinstance(K, np.ndarray) and not np.issubdtype(K.dtype, np.number)) or np.iscomplexobj(K):
+        raise TypeError(f"K must hold real numbers, got dtype {K.dtype}")
+    dtype = K.dtype if isinstance(K, np.ndarray) and K.dtype in (np.float32, np.float64) else np.dtype(np.float64)
+    _validate(K, n, block_rows, key)
     want_vectors = return_vectors or y is not None
+    # Eigenvalues scale with K: solve for K / max|K| (no overflow or underflow at 1e+-300)
+    scale = 1.0
+    if isinstance(K, np.ndarray):
+        scale = float(np.max(np.abs(K))) if K.size else 1.0
+        scale = scale if scale > 0 else 1.0
+        K = np.asarray(K, dtype=np.float64 if dtype == np.float64 or product_dtype == np.float64 else dtype) / scale
+    if method == "lanczos" and k >= n - 1:
+        if not isinstance(K, np.ndarray):
+            raise ValueError(f"method 'lanczos' (ARPACK) needs k < n - 1 = {n - 1}, got k = {k}; use 'eigh'")
+        method = "eigh"  # ARPACK cannot return that many: the dense solver can
 
     if method == "eigh":
         Kd = np.asarray(K, dtype=np.float64)
-        asym = np.max(np.abs(Kd - Kd.T)) if n <= 20000 else 0.0
-        if asym > 1e-8 * max(np.max(np.abs(Kd)), 1e-300):
-            raise ValueError(f"K is not symmetric (max |K - K^T| = {asym:.3g})")
         subset = None if k is None else [n - k, n - 1]
         res = scipy.linalg.eigh(Kd, subset_by_index=subset, eigvals_only=not want_vectors,
                                 driver="evr" if subset else "evd")
@@ -149,12 +204,13 @@ def spectrum(K, k: int | None = None, *, y=None, return_vectors: bool = False, m
             (n, n), matvec=lambda v: _matmat(K, v.reshape(n, -1), block_rows).ravel(),
             matmat=lambda Q: _matmat(K, Q, block_rows), dtype=np.float64)
         w, V = scipy.sparse.linalg.eigsh(op, k=k, which="LA")
-    w = np.asarray(w, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64) * scale
     if not np.all(np.isfinite(w)):
         raise FloatingPointError(
             f"the {method} eigensolver returned {np.count_nonzero(~np.isfinite(w))} non-finite eigenvalues "
             f"for an n = {n} matrix; check K for NaN/inf"
         )
+    _warn_if_not_psd(w, float(np.min(np.diagonal(K))) * scale if isinstance(K, np.ndarray) else 0.0, dtype)
     order = np.argsort(w)[::-1]
     w = w[order]
     if k is not None:
@@ -295,6 +351,11 @@ def _power_law_index_fit(values, shift: float, index_range, level, half_width_de
     mx, my = np.sum(w * x), np.sum(w * yv)
     sxx = np.sum(w * (x - mx) ** 2)
     slope = np.sum(w * (x - mx) * (yv - my)) / sxx
+    if not slope < -1e-3:
+        raise ValueError(
+            f"the {what} do not decay over indices [{lo_i}, {hi_i}] (log-log slope {slope:+.3g}): a flat or "
+            "increasing sequence has no power-law exponent (sort eigenvalues in descending order)"
+        )
     resid = yv - my - slope * (x - mx)
     n_eff = 1.0 / np.sum(w**2)
     se = math.sqrt(max(np.sum(w * resid**2) / sxx / max(n_eff - 2, 1.0), 0.0))

@@ -22,6 +22,8 @@ import numpy as np
 import xarray as xr
 from scaling import enable_x64
 
+from ._checks import check_nonnegative
+
 _BISECTION_STEPS = 100  # log-space bracket of < 1e3 natural-log units -> 1e-27 precision
 
 
@@ -41,12 +43,6 @@ def _spectrum_arrays(eigenvalues, coefficients):
     keep = lam > 0
     return lam[keep], power[keep]
 
-
-def _check_nonneg(name, value):
-    a = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(a)) or np.any(a < 0):
-        raise ValueError(f"{name} must be finite and >= 0, got {value!r}")
-    return a
 
 
 def _check_sizes(name, value):
@@ -98,7 +94,10 @@ def _krr_one(lam, power, n, ridge, noise):
     L = jnp.where(ridgeless_saturated, 1.0, lam / (lam + kappa))
     q = jnp.sum(L**2)
     E0 = jnp.where(n - q > 0, n / (n - q), jnp.inf)
-    test = E0 * (jnp.sum((1.0 - L) ** 2 * power) + noise)
+    bias_noise = jnp.sum((1.0 - L) ** 2 * power) + noise
+    # ridgeless with n = number of modes and no noise: every mode is learned exactly, risk 0
+    # (E0 is infinite there, and inf * 0 would be NaN)
+    test = jnp.where(bias_noise == 0, 0.0, E0 * bias_noise)
     train = jnp.where(ridge > 0, (ridge / (n * jnp.maximum(kappa, 1e-300))) ** 2 * test, 0.0)
     return test, train, kappa, E0
 
@@ -162,8 +161,8 @@ def krr_theory(eigenvalues, coefficients, n, *, ridge: float = 0.0, noise: float
     """
     lam, power = _spectrum_arrays(eigenvalues, coefficients)
     n_arr = _check_sizes("n", n)
-    ridge = float(_check_nonneg("ridge", ridge))
-    noise = float(_check_nonneg("noise", noise))
+    ridge = check_nonnegative("ridge", ridge)
+    noise = check_nonnegative("noise", noise)
     with enable_x64():
         fn = jax.vmap(_krr_one, in_axes=(None, None, 0, None, None))
         out = fn(jnp.asarray(lam), jnp.asarray(power), jnp.asarray(_padded(n_arr.ravel())), ridge, noise)
@@ -216,7 +215,8 @@ def _rf_one(lam, power, n, k, ridge, noise):
     inv_E0 = 1.0 - (q * (k - 2.0 * z) + z**2) / jnp.where(denom > 0, denom, jnp.inf)
     E0 = jnp.where((inv_E0 > 1e-14) & (denom > 0), 1.0 / inv_E0, jnp.inf)
     rho = jnp.where(k - q > 0, (k - z) / (k - q), 0.0)
-    test = E0 * (jnp.sum((1.0 - L) * (1.0 - rho * L) * power) + noise)
+    bias_noise = jnp.sum((1.0 - L) * (1.0 - rho * L) * power) + noise
+    test = jnp.where(bias_noise == 0, 0.0, E0 * bias_noise)  # nothing left to learn: 0, not inf * 0
     kappa = gamma * (k - z) / k
     return test, gamma, kappa, E0
 
@@ -281,8 +281,8 @@ def rf_theory(eigenvalues, coefficients, n, k, *, ridge: float = 0.0, noise: flo
     lam, power = _spectrum_arrays(eigenvalues, coefficients)
     n_arr = _check_sizes("n", n)
     k_arr = _check_sizes("k", k)
-    ridge = float(_check_nonneg("ridge", ridge))
-    noise = float(_check_nonneg("noise", noise))
+    ridge = check_nonnegative("ridge", ridge)
+    noise = check_nonnegative("noise", noise)
     grid = n_arr.ndim == 1 and k_arr.ndim == 1 and n_arr.size > 0 and k_arr.size > 0
     if grid:
         nb, kb = np.meshgrid(n_arr, k_arr, indexing="ij")
@@ -338,7 +338,7 @@ def kare(K, y, ridge) -> np.ndarray:
         raise ValueError(f"K must be square, got shape {K.shape}")
     if y.shape[0] != K.shape[0]:
         raise ValueError(f"y has {y.shape[0]} rows but K is {K.shape[0]} x {K.shape[0]}")
-    r = _check_nonneg("ridge", ridge)
+    r = check_nonnegative("ridge", ridge, array=True)
     n = K.shape[0]
     d, U = np.linalg.eigh(K / n)
     d = np.maximum(d, 0.0)

@@ -1,0 +1,1 @@
+"""Learning curves: theory from a spectrum, and measured kernel / random-feature ridge regression."""

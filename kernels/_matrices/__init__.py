@@ -1,0 +1,1 @@
+"""Kernel matrices (analytic, empirical, random-feature) and their spectra."""
