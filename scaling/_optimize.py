@@ -251,7 +251,10 @@ def solve_linear(spec: Spec, theta: dict, x, y, w):
     # Relative least squares is the small-residual limit of every log objective: with
     # n_gn = 0 it is the whole inner solve (the final joint refinement is exact).
     c = block_nnls(form, B, w / y**2, y - b0, nonneg)
-    if spec.objective.n_gn == 0:
+    # Shared fits are refined in the nonlinear parameters only (no joint polish), so their
+    # inner solve must be exact for the log objective too: Gauss-Newton steps on log residuals.
+    n_gn = spec.objective.n_gn or (6 if form.blocks else 0)
+    if n_gn == 0:
         return c
     steps = jnp.asarray([0.0, 1.0, 0.5, 0.25])
 
@@ -266,7 +269,7 @@ def solve_linear(spec: Spec, theta: dict, x, y, w):
         return cands[jnp.argmin(jnp.where(jnp.isfinite(vals), vals, jnp.inf))]
 
     # A rolled loop keeps the compiled program small.
-    return jax.lax.fori_loop(0, spec.objective.n_gn, gauss_newton_step, c)
+    return jax.lax.fori_loop(0, n_gn, gauss_newton_step, c)
 
 
 def full_params(spec: Spec, u, x, y, w) -> dict:
