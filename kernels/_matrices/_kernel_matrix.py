@@ -12,6 +12,8 @@ import numpy as np
 
 from scaling import enable_x64
 
+from .._layers._kernel import Kernel, KernelFn
+
 KINDS = ("ntk", "nngp")
 
 
@@ -121,9 +123,10 @@ def kernel_matrix(arch, x1, x2=None, *, kind: str = "ntk", batch_size: int = 512
             batch = tiles[start:start + wave]
             pending = []
             for (i, j), dev in zip(batch, itertools.cycle(devices)):
-                a = jax.device_put(jnp.asarray(pad(x1[i:i + bs1], bs1), jdtype), dev)
-                b = jax.device_put(jnp.asarray(pad(xb[j:j + bs2], bs2), jdtype), dev)
-                pending.append(((i, j), tile_fn(a, b)))
+                a = np.asarray(pad(x1[i:i + bs1], bs1), jdtype)
+                # a diagonal tile of a symmetric matrix is k(a, a): x2 = None computes it as such
+                b = None if symmetric and i == j and bs1 == bs2 else np.asarray(pad(xb[j:j + bs2], bs2), jdtype)
+                pending.append(((i, j), tile_fn(a, b, dev)))
             for (i, j), k in pending:
                 blk = np.asarray(k, dtype=dtype)[: min(bs1, n1 - i), : min(bs2, n2 - j)]
                 if not np.all(np.isfinite(blk)):
@@ -148,8 +151,38 @@ class _null:
 _TILE_CACHE: dict = {}
 
 
+class _Tile:
+    """``kernel_fn(a, b, kind)`` for one tile on one device, compiled once per shape.
+
+    ``b = None`` is a diagonal tile of a symmetric matrix. For the native layers on a CPU,
+    the first layer's Gram matrix comes from numpy's BLAS (``a @ a.T`` as a symmetric
+    product on diagonal tiles; XLA's CPU matmul is ~2x slower) and only the remaining
+    kernel map runs compiled; other ``kernel_fn`` (neural-tangents triples) get arrays.
+    """
+
+    def __init__(self, kernel_fn, kind):
+        self._arrays = jax.jit(lambda a, b: kernel_fn(a, b, kind))
+        self._symmetric = jax.jit(lambda a: kernel_fn(a, None, kind))
+        native = isinstance(kernel_fn, KernelFn)
+        self._from_kernel = jax.jit(lambda k: getattr(kernel_fn.apply(k), kind)) if native else None
+        self._kind = kind
+
+    def __call__(self, a: np.ndarray, b: np.ndarray | None, device):
+        if self._from_kernel is not None and a.ndim == 2 and device.platform == "cpu":
+            width = a.shape[1]
+            gram = (a @ a.T if b is None else a @ b.T) / width
+            cov1 = np.einsum("ij,ij->i", a, a) / width
+            cov2 = None if b is None else np.einsum("ij,ij->i", b, b) / width
+            ntk = np.zeros((), a.dtype) if self._kind == "ntk" else None
+            k = Kernel(nngp=gram, ntk=ntk, cov1=cov1, cov2=cov2, shape=(width,), full=False, is_gaussian=False)
+            return self._from_kernel(jax.device_put(k, device))
+        if b is None:
+            return self._symmetric(jax.device_put(a, device))
+        return self._arrays(jax.device_put(a, device), jax.device_put(b, device))
+
+
 def _compiled_tile(kernel_fn, kind):
     key = (id(kernel_fn), kind)
     if key not in _TILE_CACHE:
-        _TILE_CACHE[key] = (kernel_fn, jax.jit(lambda a, b: kernel_fn(a, b, kind)))
+        _TILE_CACHE[key] = (kernel_fn, _Tile(kernel_fn, kind))
     return _TILE_CACHE[key][1]
