@@ -165,9 +165,9 @@ def bench_mlp():
     n = spec.n_cells
     print(f"MLP sweep, digits: {len(D)} D x {len(widths)} widths x {len(seeds)} seeds = {n} networks, "
           f"<= {cfg.steps} steps, batch {cfg.batch_size}, early stopping (patience {cfg.patience})")
-    print(f"  experiments.run        {t_ours:.2f} s, {steps_ours / t_ours:.0f} network-steps/s "
+    print(f"  experiments.run        {t_ours:.2f} s ({n / t_ours:.2f} cells/s), {steps_ours / t_ours:.0f} network-steps/s "
           f"(test loss {float(ds.test_loss.mean()):.3f}, all finite: {bool(np.isfinite(ds.test_loss).all())})")
-    print(f"  old per-cell code      {t_old:.2f} s, {steps_old / t_old:.0f} network-steps/s")
+    print(f"  old per-cell code      {t_old:.2f} s ({n / t_old:.2f} cells/s), {steps_old / t_old:.0f} network-steps/s")
     print(f"  ratio {t_old / t_ours:.1f}x in wall time, {(steps_ours / t_ours) / (steps_old / t_old):.1f}x in steps/s "
           "(both include compilation)")
 

@@ -230,6 +230,12 @@ def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_trai
     >>> res.steps.tolist(), bool(np.all(res.train_loss < 0.5 * y.var()))
     ([200, 200], True)
     """
+    return _launch_training(net, x, y, x_val, y_val, keys=keys, config=config, n_train=n_train)()
+
+
+def _launch_training(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_train=None):
+    """Dispatch :func:`train`'s device program and return, without waiting for it, a function
+    that collects its :class:`TrainResult` (so several programs can be in flight at once)."""
     x = jnp.asarray(x)
     y = jnp.asarray(y)
     S, D = x.shape[0], x.shape[1]
@@ -245,7 +251,11 @@ def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_trai
     params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
     args = (params, keys, x, y, jnp.asarray(n), jnp.asarray(x_val), jnp.asarray(y_val))
     args, pad = _shard_cells(args, S)
-    out = fit(*args)
+    out = fit(*args)  # dispatched asynchronously
+    return functools.partial(_collect, out, S, pad, config)
+
+
+def _collect(out, S, pad, config) -> TrainResult:
     params, steps, best_val, train_loss, history, n_run, active = out
     if pad:
         params = jax.tree_util.tree_map(lambda a: a[:S], params)

@@ -25,7 +25,7 @@ import kernels
 from ._datasets import load_dataset
 from ._features import load_embeddings
 from ._kinds import REQUIRED, ModelKind, Param, TaskKind, model_kind, register_model, register_task
-from ._networks import TrainConfig, _loss, network, predict, train, width_for_parameters
+from ._networks import TrainConfig, _launch_training, _loss, network, predict, width_for_parameters
 from ._rf import rf_grid
 from ._spec import SweepSpec
 from ._teacher_student import numpy_generator, projected_risk, sample_projected, teacher_student
@@ -371,6 +371,7 @@ def _net_unit(spec, coords):
     y_val = targets(d0, "val") if n_val else targets(d0, "pool")[:1]
     n = len(cells)
     res = {k: np.full(n, np.nan) for k in _NET_VARIABLES}
+    launched = []  # every program is dispatched before any result is awaited
     for w in sorted(set(widths)):
         net = network(kind, width=w, depth=depth, out_dim=out_dim, **kw)
         idx = [i for i in range(n) if widths[i] == w]
@@ -380,16 +381,20 @@ def _net_unit(spec, coords):
             x = np.stack([_pad(np.asarray(datas[i].x_pool, np.float32), Dp) for i in group])
             y = np.stack([_pad(targets(datas[i], "pool"), Dp) for i in group])
             keys = jnp.stack([jax.random.fold_in(unit_key(spec, cells[i], cells[i]["seed"]), 7) for i in group])
-            fit = train(net, x, y, x_val, y_val, keys=keys, config=cfg, n_train=[int(cells[i]["D"]) for i in group])
-            preds = predict(net, fit.params, x_test)
-            test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
-            acc = (np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification
-                   else np.full(len(group), np.nan))
-            n_params = float(net.n_params(in_shape))
-            for j, i in enumerate(group):
-                res["test_loss"][i], res["train_loss"][i], res["test_accuracy"][i] = test_loss[j], fit.train_loss[j], acc[j]
-                res["steps"][i], res["converged"][i] = fit.steps[j], float(fit.converged[j])
-                res["width_used"][i], res["n_params"][i] = w, n_params
+            collect = _launch_training(net, x, y, x_val, y_val, keys=keys, config=cfg,
+                                       n_train=[int(cells[i]["D"]) for i in group])
+            launched.append((w, net, group, collect))
+    for w, net, group, collect in launched:
+        fit = collect()
+        preds = predict(net, fit.params, x_test)
+        test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
+        acc = (np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification
+               else np.full(len(group), np.nan))
+        n_params = float(net.n_params(in_shape))
+        for j, i in enumerate(group):
+            res["test_loss"][i], res["train_loss"][i], res["test_accuracy"][i] = test_loss[j], fit.train_loss[j], acc[j]
+            res["steps"][i], res["converged"][i] = fit.steps[j], float(fit.converged[j])
+            res["width_used"][i], res["n_params"][i] = w, n_params
     return res
 
 
