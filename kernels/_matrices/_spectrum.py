@@ -73,13 +73,20 @@ def _validate(K, n: int, block_rows: int, key) -> None:
     """Finite and symmetric, for every method: arrays in memory entry by entry, matrices
     on disk or operators by a random probe (``u . K v`` against ``v . K u``)."""
     if isinstance(K, np.ndarray):
-        finite = np.isfinite(K)
-        if not finite.all():
-            first = tuple(int(i) for i in np.argwhere(~finite)[0])
-            raise ValueError(f"K contains {int(np.count_nonzero(~finite))} non-finite values (first at {first})")
-        Kd = np.asarray(K, dtype=np.float64)
-        asym = np.max(np.abs(Kd - Kd.T)) if n <= 20000 else np.max(np.abs(Kd[:2000, :2000] - Kd[:2000, :2000].T))
-        if asym > 1e-8 * max(np.max(np.abs(Kd)), 1e-300):
+        # row blocks: no temporary of the matrix's size, however large it is
+        bad, first, asym, top = 0, None, 0.0, 0.0
+        for i in range(0, n, 2048):
+            rows = K[i:i + 2048]
+            finite = np.isfinite(rows)
+            if not finite.all():
+                bad += int(np.count_nonzero(~finite))
+                first = first or tuple(int(v) for v in np.argwhere(~finite)[0] + [i, 0])
+                continue
+            top = max(top, float(np.max(np.abs(rows))))
+            asym = max(asym, float(np.max(np.abs(rows - K[:, i:i + 2048].T))))
+        if bad:
+            raise ValueError(f"K contains {bad} non-finite values (first at {first})")
+        if asym > 1e-8 * max(top, 1e-300):
             raise ValueError(f"K is not symmetric (max |K - K^T| = {asym:.3g}); spectra are defined for "
                              "symmetric kernel matrices")
         return
@@ -182,9 +189,12 @@ def spectrum(K, k: int | None = None, *, y=None, return_vectors: bool = False, m
     # Eigenvalues scale with K: solve for K / max|K| (no overflow or underflow at 1e+-300)
     scale = 1.0
     if isinstance(K, np.ndarray):
-        scale = float(np.max(np.abs(K))) if K.size else 1.0
-        scale = scale if scale > 0 else 1.0
-        K = np.asarray(K, dtype=np.float64 if dtype == np.float64 or product_dtype == np.float64 else dtype) / scale
+        if K.dtype.kind != "f":
+            K = K.astype(np.float64)
+        top = max(float(K.max()), -float(K.min())) if K.size else 1.0  # no |K| temporary
+        if top > 0 and not 1e-100 < top < 1e100:  # rescale only where products could over/underflow
+            scale = top
+            K = K / scale
     if method == "lanczos" and k >= n - 1:
         if not isinstance(K, np.ndarray):
             raise ValueError(f"method 'lanczos' (ARPACK) needs k < n - 1 = {n - 1}, got k = {k}; use 'eigh'")
