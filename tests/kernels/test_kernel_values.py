@@ -114,6 +114,26 @@ def test_empirical_ntk_of_a_wide_network_approaches_the_analytic_ntk(x):
     a = kernels.empirical_kernel((init_fn, apply_fn, kernel_fn), params, x)
     b = kernels.empirical_kernel((init_fn, apply_fn, kernel_fn), params, x, implementation="ntk_vector_products")
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+    c = kernels.empirical_kernel((init_fn, apply_fn, kernel_fn), params, x, x[:3], implementation="auto")
+    np.testing.assert_allclose(c, a[:, :3], rtol=1e-4, atol=1e-6)
+
+
+def test_empirical_ntk_implementations_agree_with_several_outputs(x):
+    # out_dim 3: the kernel averages the 3 outputs' NTKs; all implementations agree
+    init_fn, apply_fn, _ = kernels.cnn(1, channels=4, out_dim=3, pool="flatten")
+    imgs = np.random.default_rng(1).standard_normal((4, 4, 4, 2)).astype(np.float32)
+    _, params = init_fn(jax.random.key(1), imgs.shape)
+    ref = kernels.empirical_kernel(apply_fn, params, imgs, imgs[:2])
+    for impl in ("ntk_vector_products", "auto"):
+        np.testing.assert_allclose(kernels.empirical_kernel(apply_fn, params, imgs, imgs[:2], implementation=impl),
+                                   ref, rtol=1e-4, atol=1e-6)
+    # and the jacobian contraction equals the explicit definition
+    f = lambda p, a: apply_fn(p, a)  # noqa: E731
+    J1 = jax.jacrev(f)(params, imgs)
+    J2 = jax.jacrev(f)(params, imgs[:2])
+    flat = lambda J, n: np.concatenate([np.asarray(v).reshape(n, 3, -1) for v in jax.tree_util.tree_leaves(J)], -1)  # noqa: E731
+    explicit = np.einsum("iop,jop->ij", flat(J1, 4), flat(J2, 2)) / 3
+    np.testing.assert_allclose(ref, explicit, rtol=1e-5, atol=1e-6)
 
 
 def test_random_features_average_to_the_nngp(x):
