@@ -48,7 +48,7 @@ def build_cluster(args):
     )
 
 
-def main(argv=None):
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("spec", help="sweep spec (TOML)")
     ap.add_argument("--out", required=True, help="zarr store (resumable)")
@@ -61,7 +61,11 @@ def main(argv=None):
     ap.add_argument("--python", default=None, help="python of the environment the jobs use")
     ap.add_argument("--retries", type=int, default=2)
     ap.add_argument("--dashboard-address", default="127.0.0.1:8787")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = parser().parse_args(argv)
 
     import experiments
 
