@@ -466,11 +466,6 @@ _builtin_model(ModelKind("wrn", {k: _NET_PARAMS[k] for k in ("width", "validatio
                          doc="wide residual network"))
 
 
-def model_variables(spec: SweepSpec) -> tuple[str, ...]:
-    """The output variables of a spec's model (besides ``time_s``)."""
-    return spec.variables
-
-
 def run_unit(spec: SweepSpec, unit: dict) -> dict:
     """Compute every cell of one unit. ``unit`` maps outer dims to ``(index, value)``.
 
