@@ -104,16 +104,22 @@ def test_cli_help_names_the_command():
     assert out.startswith("usage: scaling-fit")
 
 
-def test_cli_shared_fit_and_compute_optimal(tmp_path, capsys):
-    N, Dt = np.meshgrid(np.geomspace(1e7, 1e9, 5), np.geomspace(1e9, 1e11, 5))
-    rows = []
-    for exp, E in (("x", 1.7), ("y", 1.9)):
-        for n, d in zip(N.ravel(), Dt.ravel()):
-            rows.append({"experiment": exp, "params": n, "tokens": d, "loss": E + 400 / n**0.34 + 410 / d**0.28})
-    csv = tmp_path / "iso.csv"
+def test_cli_shared_fit(tmp_path, capsys):
+    rows = [{"run": r, "D": d, "loss": a * d**-0.3 * np.exp(0.01 * np.sin(i + 10 * j))}
+            for j, (r, a) in enumerate((("a", 2.0), ("b", 3.0))) for i, d in enumerate(D)]
+    csv = tmp_path / "runs.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    assert main([str(csv), "--form", "chinchilla", "--x", "N=params,D=tokens", "--by", "experiment",
-                 "--shared", "alpha,beta", "--compute-optimal", "1e21"]) == 0
+    assert main([str(csv), "--form", "power", "--x", "D", "--by", "run", "--shared", "alpha"]) == 0
     text = capsys.readouterr().out
-    assert "alpha (shared) = 0.34" in text and "likelihood ratio" in text
-    assert "C = 1e+21: N_opt" in text
+    alpha = float(text.split("alpha (shared) = ")[1].split()[0])
+    assert alpha == pytest.approx(0.3, abs=0.003) and "likelihood ratio (Gaussian)" in text and "A [b] = " in text
+
+
+def test_cli_compute_optimal(tmp_path, capsys):
+    N, Dt = np.meshgrid(np.geomspace(1e7, 1e9, 6), np.geomspace(1e9, 1e11, 6))
+    loss = (1.7 + 400 / N**0.34 + 410 / Dt**0.28).ravel()
+    csv = tmp_path / "iso.csv"
+    pd.DataFrame({"params": N.ravel(), "tokens": Dt.ravel(), "loss": loss}).to_csv(csv, index=False)
+    assert main([str(csv), "--form", "chinchilla", "--x", "N=params,D=tokens", "--compute-optimal", "1e21"]) == 0
+    text = capsys.readouterr().out
+    assert "a = 0.4516" in text and "C = 1e+21: N_opt" in text
