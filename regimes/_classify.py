@@ -319,10 +319,15 @@ def classify(x, y, *, l_inf=None, level: float = 0.95, min_points: int = 5, marg
     undecided = reason == ""
     change = np.abs(brk.slope_last - brk.slope_first)
     broken = undecided & (brk.p < sig) & (change > min_effect)
+    finite_x = np.where(np.isnan(Yfit), np.nan, x[None, :])
     for i in np.flatnonzero(broken):
-        reason[i] = (f"slope changes near D = {brk.x_break[i]:.3g}: alpha {brk.alpha_before[i]:.3g} before, "
-                     f"{brk.alpha_after[i]:.3g} after (one power law rejected against a broken one, "
-                     f"p = {brk.p[i]:.2g}); classify each side separately")
+        test = f"(one power law rejected against a broken one, p = {brk.p[i]:.2g})"
+        if np.nanmin(finite_x[i]) < brk.x_break[i] < np.nanmax(finite_x[i]):
+            reason[i] = (f"slope changes near D = {brk.x_break[i]:.3g}: alpha {brk.alpha_before[i]:.3g} before, "
+                         f"{brk.alpha_after[i]:.3g} after {test}; classify each side separately")
+        else:  # the broken law bends outside the data: the local exponent drifts across it
+            reason[i] = (f"the local exponent drifts from {brk.slope_first[i]:.3g} to {brk.slope_last[i]:.3g} "
+                         f"across the data {test}: not one power law")
     undecided &= ~broken
     untested = undecided & ~np.isfinite(brk.p)
     resolution = undecided & (p_one < sig) & ((hi < 1 - min_effect) | (lo > 1 + min_effect))

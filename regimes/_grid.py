@@ -183,8 +183,8 @@ def plot_regime_map(rmap: xr.Dataset, *, ax=None, D: str | None = None, P: str |
     >>> L = D[:, None] ** -0.4 + 3 / w[None, :]
     >>> m = regimes.regime_map(xr.Dataset({"test_loss": (("D", "width"), L)}, coords={"D": D, "width": w}), P="width")
     >>> ax = regimes.plot_regime_map(m)
-    >>> ax.get_xlabel(), [t.get_text() for t in ax.texts][:1]
-    ('model size width', ['along D: resolution-limited, alpha = 0.40 [0.40, 0.40]'])
+    >>> ax.get_xlabel(), ax.texts[0].get_text().splitlines()[0]
+    ('model size width', 'along D: resolution-limited, alpha = 0.40 [0.40, 0.40]')
     """
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm

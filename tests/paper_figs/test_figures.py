@@ -16,7 +16,7 @@ import experiments
 import kernels
 import paper_figs
 import scaling
-from paper_figs import _common, fig1_regimes
+from paper_figs import _common, fig1_regimes, fig2_duality
 
 ALPHA_K = 0.3  # the teacher-student task of Figs. 1 and 2
 
@@ -49,9 +49,9 @@ def test_fig2_duality_teacher_student_exponents(out):
     assert ds.attrs["spec_fingerprint"] and int(ds.status.min()) == 1  # every unit done
     L = ds.test_loss.transpose("seed", "D", "P")
     D, P = ds.D.values.astype(float), ds.P.values.astype(float)
-    # resolution-limited windows: 16 <= size <= other/16 at the largest other size (1024)
-    win_D = (D >= 16) & (D <= P[-1] / 16)
-    win_P = (P >= 16) & (P <= D[-1] / 16)
+    # resolution-limited windows: 16 <= size <= other/8 at the largest other size (1024)
+    win_D = (D >= 16) & (D <= P[-1] / fig2_duality.WINDOW)
+    win_P = (P >= 16) & (P <= D[-1] / fig2_duality.WINDOW)
     a_D = seed_bootstrap_alpha(L.values[:, win_D, -1], D[win_D])
     a_P = seed_bootstrap_alpha(L.values[:, -1, win_P], P[win_P], seed=1)
     # The theory for this finite setting: the same power-law fits over the same windows of
