@@ -148,28 +148,13 @@ def _window_sum(x, axes, f, s, padding):
     return total
 
 
-def _diagonal_window_sum(x, axes, f, s, padding):
-    """``sum_a x[.., s p + a, .., s q + a, ..]`` over a pair of axes, as one depthwise 2-D
-    convolution with a diagonal filter (XLA's convolution does the padding and strides)."""
-    a1, a2 = axes
-    moved = jnp.moveaxis(x, (a1, a2), (-2, -1))
-    lead = moved.shape[:-2]
-    lo, hi, out = _window(x.shape[a1], f, s, padding)
-    lhs = moved.reshape((-1, 1) + moved.shape[-2:])
-    rhs = jnp.eye(f, dtype=x.dtype).reshape(1, 1, f, f)
-    res = lax.conv_general_dilated(lhs, rhs, (s, s), ((lo, hi), (lo, hi)), precision=lax.Precision.HIGHEST)
-    return jnp.moveaxis(res.reshape(lead + (out, out)), (-2, -1), (a1, a2))
-
-
 def _conv_cov(x, k: Kernel, batch_ndim, filter_shape, strides, padding):
     """Covariance of conv outputs (weights averaged over taps) from input covariance ``x``."""
     if x is None or x.ndim == 0:
         return x
     for i, (f, s) in enumerate(zip(filter_shape, strides)):
-        if k.full:
-            x = _diagonal_window_sum(x, (batch_ndim + 2 * i, batch_ndim + 2 * i + 1), f, s, padding)
-        else:
-            x = _window_sum(x, (batch_ndim + i,), f, s, padding)
+        axes = (batch_ndim + 2 * i, batch_ndim + 2 * i + 1) if k.full else (batch_ndim + i,)
+        x = _window_sum(x, axes, f, s, padding)
     return x / math.prod(filter_shape)
 
 
