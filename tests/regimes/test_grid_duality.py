@@ -92,7 +92,11 @@ def test_measured_resolution_edges_and_duality(small_measured_grid):
     m = regimes.regime_map(grid, ratio=4)
     plot_checks(m)
     assert m.edge_label.sel(edge="data_at_large_model").item() == "resolution-limited"
-    assert m.edge_label.sel(edge="model_at_large_data").item() == "resolution-limited"
+    # P = 8..128 at D = 512 bends towards the peak at P = D: with 12 seeds the lack-of-fit test
+    # may see it (measured: a break near P = 28, p = 0.011); then it must say so, not label it.
+    edge = m.sel(edge="model_at_large_data")
+    assert edge.edge_label.item() == "resolution-limited" or "slope changes" in edge.edge_reason.item() \
+        or "drifts" in edge.edge_reason.item(), edge.edge_reason.item()
     assert m.edge_label.sel(edge="data_at_small_model").item() != "resolution-limited"
     d = regimes.duality(grid, ratio=4, form="power", bootstrap=100)
     assert d.attrs["consistent"] == 1  # alpha_D - alpha_P interval contains 0
