@@ -35,10 +35,10 @@ def _at_bound(form: Form, params: dict, x: dict, w: np.ndarray) -> tuple[np.ndar
         if p in form.linear:
             if math.isfinite(lo):
                 if size is None:
-                    size = np.nanmax(np.where(w > 0, np.abs(law_values(form, params, x)), 0.0), axis=-1)
+                    full = law_values(form, params, x)
+                    size = np.nanmax(np.where(w > 0, np.abs(full), 0.0), axis=-1)
                 zero = {**params, p: np.zeros(m)}
-                part = np.nanmax(np.where(w > 0, np.abs(law_values(form, params, x) - law_values(form, zero, x)), 0.0),
-                                 axis=-1)
+                part = np.nanmax(np.where(w > 0, np.abs(full - law_values(form, zero, x)), 0.0), axis=-1)
                 hit |= part <= AT_BOUND_RTOL * size
         else:
             if math.isfinite(lo):
