@@ -90,7 +90,7 @@ def run(ctx: Context) -> list[Row]:
     # regime map and spectrum
     rmap = regimes.regime_map(grid, ratio=4, variance_ratio=8)
     regimes.plot_regime_map(rmap, ax=axes[1, 0])
-    axes[1, 0].set_title("regime map of the grid (12 seeds)", fontsize=9)
+    axes[1, 0].set_title(f"regime map of the grid ({grid.sizes['seed']} seeds)", fontsize=9)
     ax = axes[1, 1]
     idx = np.arange(1, spec_emp.eigenvalues.size + 1)
     ax.loglog(idx, spec_emp.eigenvalues, ".", ms=3, label="student kernel F F^T / P on 1024 points")
