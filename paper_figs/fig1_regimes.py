@@ -30,12 +30,13 @@ NAME = "fig1_regimes"
 CONFIG = {
     "quick": {"widths": [128, 256, 512, 1024], "width_seeds": 24, "width_D": 16, "steps": 600,
               "digits_D": [50, 100, 200, 400, 800], "digits_width": 256, "digits_seeds": 3, "digits_steps": 1500,
-              "variance_sizes": [64, 128, 256, 512, 1024, 2048], "variance_seeds_D": 256, "variance_seeds_P": 64},
+              "digits_batch": 50,  # minibatches <= the smallest D: every D in one device program
+              "variance_sizes": [64, 128, 256, 512, 1024, 2048], "variance_seeds_D": 256, "variance_seeds_P": 256},
     "full": {"widths": [128, 256, 512, 1024, 2048, 4096, 8192], "width_seeds": 64, "width_D": 64, "steps": 4000,
              "digits_D": [100, 200, 400, 800, 1600, 3200, 6400, 12800, 25600], "digits_width": 2048,
-             "digits_seeds": 5, "digits_steps": 10000,
+             "digits_seeds": 5, "digits_steps": 10000, "digits_batch": None,
              "variance_sizes": [64, 128, 256, 512, 1024, 2048, 4096, 8192], "variance_seeds_D": 1024,
-             "variance_seeds_P": 256},
+             "variance_seeds_P": 1024},
 }
 
 
@@ -48,7 +49,10 @@ def variance_specs(cfg, preset):
     sizes = cfg["variance_sizes"]
     return (experiments.SweepSpec(task=task, model={"kind": "rf_ridge"}, name=f"fig1_variance_D_{preset}",
                                   grid={"D": sizes, "P": [4], "seed": list(range(cfg["variance_seeds_D"]))}),
-            experiments.SweepSpec(task=task, model={"kind": "rf_ridge"}, name=f"fig1_variance_P_{preset}",
+            # only test_loss is used on this edge: excess_loss=False lets each few-point unit
+            # draw student features given the teacher's (exact law, O(S (D + cells)))
+            experiments.SweepSpec(task=task, model={"kind": "rf_ridge", "excess_loss": False},
+                                  name=f"fig1_variance_P_{preset}",
                                   grid={"D": [4], "P": sizes, "seed": list(range(cfg["variance_seeds_P"]))}))
 
 
@@ -112,7 +116,8 @@ def digits_spec(cfg, preset):
         task={"kind": "digits" if preset == "quick" else "mnist"}, model={"kind": "mlp", "depth": 2},
         grid={"D": cfg["digits_D"], "width": [cfg["digits_width"]], "seed": list(range(cfg["digits_seeds"]))},
         n_test=500 if preset == "quick" else 10000,
-        train={"steps": cfg["digits_steps"], "eval_every": 100, "patience": 5, "learning_rate": 2e-3},
+        train={"steps": cfg["digits_steps"], "eval_every": 100, "patience": 5, "learning_rate": 2e-3,
+               "batch_size": cfg["digits_batch"]},
         name=f"fig1_mlp_data_{preset}")
 
 

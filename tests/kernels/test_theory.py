@@ -35,6 +35,7 @@ def test_random_feature_theory_matches_measured_regression_over_the_grid(rng):
     np.testing.assert_allclose(measured.test_mse.mean("seed").values, theory.values, rtol=0.10)
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 def test_theory_on_a_real_kernel_predicts_held_out_digits():
     from sklearn.datasets import load_digits
 

@@ -36,6 +36,7 @@ def out(tmp_path_factory):
     return tmp_path_factory.mktemp("paper_figs_quick")
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 def test_fig2_duality_teacher_student_exponents(out):
     rows, report, failures = paper_figs.run(out, only=["fig2_duality"], progress=False, raise_errors=True)
     assert failures == {}
@@ -80,6 +81,7 @@ def test_fig2_duality_teacher_student_exponents(out):
     assert np.nanmedian(np.abs(ratio[away] - 1)) < 0.05
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 def test_fig1_variance_limited_slopes(out):
     cfg = fig1_regimes.CONFIG["quick"]
     ctx = _common.Context(out, preset="quick")
@@ -99,6 +101,7 @@ def test_fig1_variance_limited_slopes(out):
     assert slope_w[1] < 1.0 < slope_w[2], slope_w
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 def test_fig5_superclassing_keeps_and_noise_changes_the_exponent(out):
     rows, _, _ = paper_figs.run(out, only=["fig5_manifold"], progress=False, raise_errors=True)
     assert (out / "figures" / "fig5_manifold.png").exists()

@@ -45,6 +45,7 @@ def plot_checks(m):
     plt.close("all")
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 def test_four_regimes_and_duality_on_the_theory_grid():
     task = experiments.teacher_student(100_000, alpha=ALPHA_K)
     grid = theory_grid(task, np.unique(np.geomspace(8, 4096, 19).astype(int)))

@@ -30,6 +30,7 @@ def padded(groups, rows):
     return out
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 @pytest.mark.parametrize("form, exponents", [("chinchilla", ("alpha", "beta")), ("kaplan", ("alpha_N", "alpha_D"))])
 def test_random_halves_agree_within_their_bootstrap_intervals(experiments, form, exponents):
     rng = np.random.default_rng(0)

@@ -23,6 +23,7 @@ def coverage(lo, hi, truth):
     return float(np.mean((lo < truth) & (truth < hi)))
 
 
+@pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
 def test_bootstrap_intervals_cover_at_about_the_nominal_rate(repeated_offset_fits):
     # Binomial s.e. of a 90% coverage over 300 draws is 0.017; measured 0.91 at seed 7.
     for name in ("alpha", "L_inf"):
