@@ -35,7 +35,8 @@ def detect_double_descent(x, y, *, tolerance: float = 0.05) -> DoubleDescent:
     A power law (or any scaling-law form here) decreases monotonically; a ridgeless
     random-feature or kernel model instead peaks where the number of samples meets the
     number of features (sample-wise double descent), and a power law fitted through the
-    peak is meaningless. NaN points are ignored.
+    peak is meaningless. NaN, infinite and non-positive points are ignored (a relative rise
+    needs a positive running minimum).
 
     Examples
     --------
@@ -52,7 +53,7 @@ def detect_double_descent(x, y, *, tolerance: float = 0.05) -> DoubleDescent:
     peak = np.full(flat.shape[0], np.nan)
     rise = np.zeros(flat.shape[0])
     for i, row in enumerate(flat):
-        ok = np.isfinite(row)
+        ok = np.isfinite(row) & (row > 0)
         xr_, r = xs[ok], row[ok]
         if r.size < 3:
             continue
@@ -81,7 +82,8 @@ def monotone_mask(x, y, *, side: str = "after", tolerance: float = 0.05) -> np.n
 
     ``side="after"``: points beyond the peak (e.g. the variance-limited D > P side);
     ``"before"``: points up to the start of the rise; ``"longest"``: whichever has more
-    points. Monotonic curves keep every point.
+    points. Monotonic curves keep every point. NaN, infinite and non-positive points do not
+    count towards a rise.
 
     Examples
     --------
@@ -96,10 +98,11 @@ def monotone_mask(x, y, *, side: str = "after", tolerance: float = 0.05) -> np.n
     flat = ys.reshape(-1, xs.size)
     mask = np.ones_like(flat, dtype=bool)
     for i, row in enumerate(flat):
-        finite = np.isfinite(row)
+        finite = np.isfinite(row) & (row > 0)
         r = np.where(finite, row, np.inf)
         run_min = np.minimum.accumulate(np.where(finite, row, np.inf))
-        rel = np.where(finite, r / run_min - 1.0, 0.0)
+        with np.errstate(invalid="ignore"):  # inf / inf before the first usable point
+            rel = np.where(finite, r / run_min - 1.0, 0.0)
         if rel.max() <= tolerance:
             continue
         j = int(np.argmax(rel))

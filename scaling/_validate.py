@@ -190,11 +190,14 @@ def prepare(form: Form, x, y, weights, *, log_objective: bool, skipna: bool, err
                     f"{form.name!r}; need at least {p} distinct x values (repeats do not help)")
                 unident[r] = True
     yv = np.where(used & ~nonfinite, y, np.nan)
-    with np.errstate(invalid="ignore"):
-        spread = np.nanmax(yv, axis=-1) - np.nanmin(yv, axis=-1) if n > 0 else np.zeros(m)
+    finite_any = np.any(~np.isnan(yv), axis=-1) if n > 0 else np.zeros(m, bool)
+    hi = np.max(np.where(np.isnan(yv), -np.inf, yv), axis=-1, initial=-np.inf)
+    lo = np.min(np.where(np.isnan(yv), np.inf, yv), axis=-1, initial=np.inf)
+    with np.errstate(invalid="ignore"):  # rows with no usable point: spread NaN, not flagged here
+        spread = np.where(finite_any, hi - lo, np.nan)
     for r in np.flatnonzero((spread == 0) & (n_eff >= p + 1)):
         messages.setdefault(r, _where(batch_shape, r) + (
-            f"y is constant (every value = {np.nanmax(yv[r]):g}): a scaling law cannot be fitted to a flat curve"))
+            f"y is constant (every value = {hi[r]:g}): a scaling law cannot be fitted to a flat curve"))
 
     invalid = np.zeros(m, dtype=bool)
     if messages:

@@ -10,7 +10,7 @@ and no point is dropped silently (``n_points`` counts exactly the finite, usable
 """
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import regimes
@@ -54,6 +54,8 @@ options = st.fixed_dictionaries({}, optional={
 
 @SETTINGS
 @given(curves(), options)
+@example(curve=(np.geomspace(10.0, 1e3, 13), np.r_[0.0, 3.0 * np.geomspace(10.0, 1e3, 13)[1:] ** -0.5]),
+         opts={"l_inf": 0.0})  # found by CI's random run: a zero loss divided the running minimum
 def test_classify_gives_a_clear_error_or_an_honest_label(curve, opts):
     x, y = curve
     try:

@@ -8,13 +8,13 @@ import io
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import scaling
 from scaling.__main__ import main
 
-SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 STATUSES = {"converged", "grid_edge", "at_bound", "max_iter", "not_converged", "failed", "invalid", "unidentifiable"}
 
@@ -49,6 +49,8 @@ def curves(draw):
        objective=st.sampled_from(["log_mse", "log_huber"]),
        weights=st.one_of(st.none(), st.sampled_from(["ones", "huge", "negative", "zeros"])),
        errors=st.sampled_from(["raise", "ignore"]), skipna=st.booleans())
+@example(data=(np.array([1.0]), np.array([1.1])), form="power", objective="log_mse", weights="zeros",
+         errors="raise", skipna=False)  # found by a random run: a warning from an all-NaN row
 def test_fit_gives_a_clear_error_or_an_honest_finite_result(data, form, objective, weights, errors, skipna):
     x, y = data
     w = None
@@ -104,7 +106,7 @@ csv_text = st.one_of(
 )
 
 
-@settings(max_examples=40, deadline=None, derandomize=True,
+@settings(max_examples=40, deadline=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(content=csv_text, extra=st.lists(st.sampled_from(
     [["--by", "run"], ["--where", "D>3"], ["--where", "run=a"], ["--form", "power"], ["--objective", "log_huber"],
