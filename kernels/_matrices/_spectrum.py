@@ -195,6 +195,8 @@ def spectrum(K, k: int | None = None, *, y=None, return_vectors: bool = False, m
         if top > 0 and not 1e-100 < top < 1e100:  # rescale only where products could over/underflow
             scale = top
             K = K / scale
+    if method == "lanczos" and isinstance(K, np.ndarray) and not np.any(K):
+        method = "eigh"  # K = 0: ARPACK's Krylov space collapses (its error -9); the dense solver is exact
     if method == "lanczos" and k >= n - 1:
         if not isinstance(K, np.ndarray):
             raise ValueError(f"method 'lanczos' (ARPACK) needs k < n - 1 = {n - 1}, got k = {k}; use 'eigh'")
@@ -213,7 +215,11 @@ def spectrum(K, k: int | None = None, *, y=None, return_vectors: bool = False, m
         op = K if isinstance(K, scipy.sparse.linalg.LinearOperator) else scipy.sparse.linalg.LinearOperator(
             (n, n), matvec=lambda v: _matmat(K, v.reshape(n, -1), block_rows).ravel(),
             matmat=lambda Q: _matmat(K, Q, block_rows), dtype=np.float64)
-        w, V = scipy.sparse.linalg.eigsh(op, k=k, which="LA")
+        try:
+            w, V = scipy.sparse.linalg.eigsh(op, k=k, which="LA")
+        except scipy.sparse.linalg.ArpackError as exc:
+            raise ValueError(f"method 'lanczos' (ARPACK) failed on this n = {n} matrix ({exc}); "
+                             "use method='eigh' or 'randomized'") from None
     w = np.asarray(w, dtype=np.float64) * scale
     if not np.all(np.isfinite(w)):
         raise FloatingPointError(

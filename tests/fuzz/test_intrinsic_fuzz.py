@@ -8,7 +8,7 @@ return a finite estimate > 0 with a finite spread that brackets every per-scale 
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -58,13 +58,14 @@ def test_any_cloud_and_options_give_a_clear_error_or_a_finite_estimate(X, opts):
 @given(X=hnp.arrays(np.float64, st.tuples(st.integers(3, 60), st.integers(1, 3)),
                     elements=st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)),
        method=st.sampled_from(["twonn", "twonn_mle", "mle"]))
+@example(X=np.array([[8.05925549e-307, 0.0], [0.0, 145.0], [0.0, 0.0]]), method="twonn")  # random run
 def test_finite_clouds_are_refused_only_for_a_named_reason(X, method):
     # Finite data may still be refused (too few distinct points, a lattice, k too large),
     # but only with one of these messages, never an obscure numpy error.
     try:
         est = regimes.intrinsic_dimension(X, method, k=3)
     except ValueError as exc:
-        assert any(s in str(exc) for s in ("distinct points", "undefined", "k must be in", "too few points")), exc
+        assert any(s in str(exc) for s in ("distinct points", "undefined", "k must be in", "too few points", "near-duplicates")), exc
     else:
         assert np.isfinite(float(est)) and float(est) > 0, est
 
