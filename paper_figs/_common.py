@@ -1,11 +1,21 @@
-"""What every figure shares: the run context, stored sweeps, exponent fits, plots, report rows."""
+"""What every figure shares: the run context, stored sweeps, exponent fits, plots, report rows.
+
+A figure module is ``NAME``, ``compute(ctx) -> xarray.Dataset`` (sweeps through ``ctx.sweep``,
+fits, theory curves), ``plot(ds) -> Figure`` and ``rows(ds) -> list[Row]`` (both from ``ds``
+only), and ``run(ctx) = run_figure(module, ctx)``. :func:`replot_figure` redraws a figure and
+its rows from ``out/data/<NAME>.nc`` without running anything. :func:`fit_to_dataset` puts a
+fitted exponent (points, line, 95% band, interval) into a Dataset; :func:`plot_fit_from`,
+:func:`plot_curve_from` and :func:`exponent_from` read it back.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import numbers
+from collections.abc import Mapping
 from pathlib import Path
+from types import ModuleType
 
-import matplotlib.pyplot as plt
 import numpy as np
 import xarray as xr
 
@@ -42,11 +52,17 @@ class Context:
                                progress=self.progress)
 
     def save_dataset(self, ds: xr.Dataset, name: str) -> Path:
+        """Write ``ds`` to ``out/data/<name>.nc`` (checked first: see :func:`check_storable`)."""
+        check_storable(ds, name)
         path = self.out / "data" / f"{name}.nc"
+        path.unlink(missing_ok=True)  # netCDF4 cannot overwrite a file another handle still reads
         ds.to_netcdf(path)
         return path
 
     def save_figure(self, fig, name: str) -> list[Path]:
+        """Write ``fig`` to ``out/figures/<name>.png`` and ``.pdf`` and close it."""
+        import matplotlib.pyplot as plt
+
         paths = [self.out / "figures" / f"{name}.{ext}" for ext in ("png", "pdf")]
         for ax in fig.axes:
             label_short_log_axes(ax)
@@ -137,6 +153,179 @@ def seed_bootstrap_exponent(curves: np.ndarray, x, *, form: str = "power", n_boo
     lo, hi = np.nanquantile(resampled.params["alpha"], [0.025, 0.975])
     return ExponentFit(float(central.params["alpha"]), float(lo), float(hi), central, x, np.nanmean(curves, axis=0),
                        resampled)
+
+
+def _attr_problem(value) -> str | None:
+    """Why ``value`` cannot be a netCDF attribute that reloads as itself (None when it can)."""
+    if value is None:
+        return "None (use '' or NaN)"
+    if isinstance(value, (bool, np.bool_)):
+        return "a bool (use 0/1)"
+    if isinstance(value, Mapping):
+        return "a dict (flatten it into several attrs)"
+    if isinstance(value, (str, bytes, numbers.Number)):
+        return None
+    if isinstance(value, (list, tuple, np.ndarray)):
+        a = np.asarray(value)
+        if a.dtype == bool:
+            return "a sequence of bools (use 0/1)"
+        if a.ndim != 1 or not (np.issubdtype(a.dtype, np.number) or a.dtype.kind == "U"):
+            return f"a {a.ndim}-d {a.dtype} sequence (use a 1-d list of numbers or strings)"
+        return None
+    return f"of type {type(value).__name__} (use a str, a number or a 1-d list of either)"
+
+
+def check_storable(ds: xr.Dataset, name: str = "dataset") -> None:
+    """Raise ``TypeError`` if ``ds`` cannot round-trip through netCDF unchanged.
+
+    Attributes must be strings, numbers or 1-d lists of either (no None, bools or dicts),
+    variables numeric or string (no objects).
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> check_storable(xr.Dataset(attrs={"seeds": 16, "label": "alpha_D"}))
+    >>> check_storable(xr.Dataset(attrs={"ok": True}), "fig9")
+    Traceback (most recent call last):
+    ...
+    TypeError: fig9: attribute 'ok' of the dataset is a bool (use 0/1); netCDF cannot store it as it is
+    """
+    holders = [("the dataset", ds.attrs)] + [(f"variable {k!r}", v.attrs) for k, v in ds.variables.items()]
+    for where, attrs in holders:
+        for key, value in attrs.items():
+            problem = _attr_problem(value)
+            if problem:
+                raise TypeError(f"{name}: attribute {key!r} of {where} is {problem}; netCDF cannot store it as it is")
+    for k, v in ds.variables.items():
+        if v.dtype == object or v.dtype.kind == "V":
+            raise TypeError(f"{name}: variable {k!r} has dtype {v.dtype}; store numbers or fixed strings")
+
+
+def run_figure(module: ModuleType, ctx: Context) -> list[Row]:
+    """Make one figure: ``compute`` -> ``out/data/<NAME>.nc`` -> ``plot`` -> PNG/PDF -> ``rows``.
+
+    The figure and the rows are drawn from the stored file, reloaded, so a run and a later
+    :func:`replot_figure` give the same figure data and the same rows by construction. The
+    Dataset's attrs gain ``figure`` (the module's NAME) and ``preset``.
+
+    Examples
+    --------
+    >>> from paper_figs import fig2_duality
+    >>> rows = run_figure(fig2_duality, Context("figures", preset="quick"))  # doctest: +SKIP
+    """
+    ds = module.compute(ctx)
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"{module.NAME}.compute returned {type(ds).__name__}; expected an xarray.Dataset")
+    ds = ds.assign_attrs(figure=module.NAME, preset=ctx.preset)
+    path = ctx.save_dataset(ds, module.NAME)
+    stored = xr.load_dataset(path)
+    ctx.save_figure(module.plot(stored), module.NAME)
+    return module.rows(stored)
+
+
+def replot_figure(module: ModuleType, out) -> list[Row]:
+    """Redraw one figure and its rows from ``out/data/<NAME>.nc``; no sweep, fit or theory runs.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``out/data/<NAME>.nc`` does not exist (the message names the file).
+    TypeError
+        When the module has no ``plot(ds)``/``rows(ds)``.
+
+    Examples
+    --------
+    >>> from paper_figs import fig2_duality
+    >>> rows = replot_figure(fig2_duality, "figures")  # doctest: +SKIP
+    """
+    name = getattr(module, "NAME", module.__name__)
+    if not (callable(getattr(module, "plot", None)) and callable(getattr(module, "rows", None))):
+        raise TypeError(f"{name} has no plot(ds) and rows(ds): it cannot be redrawn from stored data")
+    path = Path(out) / "data" / f"{name}.nc"
+    if not path.is_file():
+        raise FileNotFoundError(f"no stored data for {name}: {path} does not exist (make it with "
+                                f"`python -m paper_figs --out {out} --only {name}`)")
+    ds = xr.load_dataset(path)
+    out = Path(out)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    Context(out, preset=str(ds.attrs.get("preset", "quick"))).save_figure(module.plot(ds), name)
+    return module.rows(ds)
+
+
+def fit_to_dataset(prefix: str, fit: ExponentFit, *, x=None, y=None, yerr=None, grid=None,
+                   level: float = 0.95) -> xr.Dataset:
+    """An exponent fit as data, for a figure's Dataset (merge it in with ``xr.merge``).
+
+    Variables (all prefixed with ``<prefix>_``): ``x``, ``y``, ``yerr`` (the points, over dim
+    ``<prefix>_point``; ``x``/``y`` default to the fitted points, ``yerr`` to NaN), ``line``
+    (the fitted law) with ``band_lo``/``band_hi`` (its pointwise 95% band, NaN without a
+    bootstrap) over dim ``<prefix>_grid`` (default: 100 points geometric over the fitted x),
+    and scalars ``alpha``, ``alpha_lo``, ``alpha_hi``. Read back with :func:`exponent_from`,
+    :func:`plot_fit_from` and :func:`plot_curve_from`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> D = np.geomspace(10, 1000, 8)
+    >>> f = fit_exponent(D, 2 * D ** -0.5 * (1 + 0.01 * np.cos(D)), bootstrap=50)
+    >>> ds = fit_to_dataset("data", f)
+    >>> sorted(ds.data_vars)[:4], ds.sizes["data_grid"]
+    (['data_alpha', 'data_alpha_hi', 'data_alpha_lo', 'data_band_hi'], 100)
+    >>> a, lo, hi = exponent_from(ds, "data")
+    >>> round(a, 2), bool(lo <= a <= hi)
+    (0.5, True)
+    """
+    x = np.asarray(fit.x if x is None else x, dtype=float)
+    y = np.asarray(fit.y if y is None else y, dtype=float)
+    yerr = np.full(x.shape, np.nan) if yerr is None else np.asarray(yerr, dtype=float)
+    if not (x.ndim == 1 and x.shape == y.shape == yerr.shape):
+        raise ValueError(f"x, y and yerr must be 1-d of one length; got shapes {x.shape}, {y.shape}, {yerr.shape}")
+    grid = np.geomspace(np.min(fit.x), np.max(fit.x), 100) if grid is None else np.asarray(grid, dtype=float)
+    band = fit.band(grid, level)
+    lo, hi = (np.full(grid.shape, np.nan),) * 2 if band is None else band
+    pt, gd = f"{prefix}_point", f"{prefix}_grid"
+    return xr.Dataset(
+        {f"{prefix}_x": (pt, x), f"{prefix}_y": (pt, y), f"{prefix}_yerr": (pt, yerr),
+         f"{prefix}_line": (gd, np.asarray(fit.fit.predict(grid), dtype=float)),
+         f"{prefix}_band_lo": (gd, np.asarray(lo, dtype=float)), f"{prefix}_band_hi": (gd, np.asarray(hi, dtype=float)),
+         f"{prefix}_alpha": fit.alpha, f"{prefix}_alpha_lo": fit.lo, f"{prefix}_alpha_hi": fit.hi},
+        coords={gd: grid},
+        attrs={})
+
+
+def exponent_from(ds: xr.Dataset, prefix: str) -> tuple[float, float, float]:
+    """``(alpha, lo, hi)`` stored by :func:`fit_to_dataset` under ``prefix``."""
+    return tuple(float(ds[f"{prefix}_{k}"]) for k in ("alpha", "alpha_lo", "alpha_hi"))
+
+
+def plot_fit_from(ds: xr.Dataset, prefix: str, ax, *, color=None, label: str | None = None, band: bool = True,
+                  ls: str = "-", lw: float = 1.2):
+    """Draw the fitted line (and its 95% band) stored by :func:`fit_to_dataset`; returns its colour."""
+    grid = ds[f"{prefix}_grid"].values
+    line, = ax.plot(grid, ds[f"{prefix}_line"].values, ls, color=color, lw=lw, label=label)
+    c = line.get_color()
+    lo, hi = ds[f"{prefix}_band_lo"].values, ds[f"{prefix}_band_hi"].values
+    if band and np.isfinite(lo).any():
+        ax.fill_between(grid, lo, hi, color=c, alpha=0.18, lw=0)
+    return c
+
+
+def plot_curve_from(ds: xr.Dataset, prefix: str, ax, *, label: str, color=None, marker: str = "o", band: bool = True,
+                    fit_label: str | None = "fit: alpha = {alpha:.2f} [{lo:.2f}, {hi:.2f}]"):
+    """:func:`plot_curve` from stored data: the points with error bars, the fitted law and its band.
+
+    ``fit_label`` is formatted with the stored ``alpha``, ``lo``, ``hi``; None leaves the line
+    out of the legend. Returns the colour used.
+    """
+    x, y, yerr = (ds[f"{prefix}_{k}"].values for k in ("x", "y", "yerr"))
+    line = ax.errorbar(x, y, yerr=None if np.isnan(yerr).all() else yerr, fmt=marker, ms=4, color=color, mec="k",
+                       mew=0.4, lw=0.8, capsize=2, label=label)
+    c = line[0].get_color()
+    a, lo, hi = exponent_from(ds, prefix)
+    plot_fit_from(ds, prefix, ax, color=c, band=band, label=fit_label.format(alpha=a, lo=lo, hi=hi) if fit_label else None)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    return c
 
 
 def plot_curve(ax, x, y, *, label: str, fit: ExponentFit | None = None, color=None, marker: str = "o",

@@ -13,14 +13,20 @@ def _num(v):
     return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
 
 
-def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, float], failures: dict[str, str]) -> Path:
+def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, float], failures: dict[str, str],
+                 command: str | None = None) -> Path:
+    """Write ``report.md`` and ``report.csv`` (the rows as data) under ``out``; return the .md path.
+
+    ``command`` is what made them (default ``python -m paper_figs --preset <preset>``).
+    """
+    command = command or f"python -m paper_figs --preset {preset}"
     lines = [
         f"# Explaining Neural Scaling Laws - regenerated ({preset} preset)",
         "",
-        f"Made {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `python -m paper_figs "
-        f"--preset {preset}`. Figures are in `figures/` (PNG and PDF), the data behind them in `data/` (zarr sweeps "
-        "and netCDF analyses). Intervals are 95%; *agrees* means the theory value lies in the measured interval "
-        "(or that two intervals overlap): no fixed slack. Theory values are for the same finite setting "
+        f"Made {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC by `{command}`. Figures are in "
+        "`figures/` (PNG and PDF), the data behind them in `data/` (zarr sweeps, and one netCDF file per figure "
+        "holding everything it draws and reports: `python -m paper_figs --replot DIR` redraws from those). Intervals are 95%; *agrees* means the theory value lies in "
+        "the measured interval (or that two intervals overlap): no fixed slack. Theory values are for the same finite setting "
         "(sizes, fit window and form) as the measurement unless labelled a heuristic.",
         "",
         "| figure | quantity | measured | 95% interval | theory | regime | verdict |",
