@@ -18,6 +18,7 @@ from ._datasets import (
     write_idx,
 )
 from ._features import load_embeddings, penultimate_features
+from ._hypercube import HypercubeTeacher, hypercube_teacher
 from ._kinds import MODELS, TASKS, ModelKind, Param, TaskKind, register_model, register_task
 from ._networks import Network, TrainConfig, network, predict, train, width_for_parameters
 from ._run import run, summary
@@ -31,6 +32,7 @@ __all__ = [
     "MODELS",
     "TASKS",
     "Dataset",
+    "HypercubeTeacher",
     "ModelKind",
     "Network",
     "ReadOnlyStoreError",
@@ -43,6 +45,7 @@ __all__ = [
     "UnitData",
     "add_input_noise",
     "export_netcdf",
+    "hypercube_teacher",
     "load",
     "load_cifar10",
     "load_cifar100",
