@@ -104,6 +104,21 @@ def width_for_parameters(kind: str, depth: int, n_params: int, input_shape, *, o
     >>> abs(experiments.network("mlp", width=w, depth=3, out_dim=10).n_params((1, 64)) - 20_000) < 500
     True
     """
+    args = (kind, int(depth), int(n_params), tuple(int(s) for s in input_shape), int(out_dim),
+            tuple(sorted(kwargs.items())))
+    try:
+        hash(args)
+    except TypeError:  # an unhashable option (a list...): search without the memo
+        return _width_for_parameters.__wrapped__(*args)
+    return _width_for_parameters(*args)
+
+
+@functools.lru_cache(maxsize=256)
+def _width_for_parameters(kind, depth, n_params, input_shape, out_dim, kwargs) -> int:
+    """The binary search behind :func:`width_for_parameters`, memoised: each step traces the
+    network's ``init`` (``jax.eval_shape``), and a sweep asks the same question once per cell."""
+    kwargs = dict(kwargs)
+
     def count(w):
         return network(kind, width=w, depth=depth, out_dim=out_dim, **kwargs).n_params(input_shape)
 

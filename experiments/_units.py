@@ -313,13 +313,20 @@ def _rf_variables(spec):
     return METRICS + (("excess_loss",) if exact and spec.model_params["excess_loss"] else ())
 
 
+@functools.lru_cache(maxsize=32)
+def _krr_architecture(depth, activation, W_std, b_std):
+    """One kernel function per architecture, so every unit reuses its compiled kernel tiles
+    (``kernels.kernel_matrix`` caches them per kernel function)."""
+    return kernels.mlp(depth, activation=activation, W_std=W_std, b_std=b_std)
+
+
 def _krr_unit(spec, coords):
     D = np.asarray(spec.grid["D"])
     m = spec.params("model", coords)
     key = unit_key(spec, coords, coords["seed"])
     data = spec.task_kind.data(spec, coords, key, int(D[-1]))
     X_tr, X_te = _flat(data.x_pool), _flat(data.x_test)
-    arch = kernels.mlp(m["depth"], activation=m["activation"], W_std=m["W_std"], b_std=m["b_std"])
+    arch = _krr_architecture(m["depth"], m["activation"], m["W_std"], m["b_std"])
     K = kernels.kernel_matrix(arch, np.concatenate([X_tr, X_te]), kind=m["kernel"])
     n = X_tr.shape[0]
     out = kernels.kernel_ridge_nested(K[:n, :n], K[n:, :n], data.y_pool, data.y_test, D, ridge=m["ridge"])

@@ -52,3 +52,28 @@ def test_train_config_validation():
         experiments.TrainConfig(loss="l1")
     with pytest.raises(ValueError, match="unknown network kind 'rnn'"):
         experiments.network("rnn", width=2, depth=1)
+
+
+def test_width_for_parameters_is_memoised(monkeypatch):
+    """A sweep asks for the same width once per cell: the binary search (one traced ``init``
+    per step) runs once per distinct question."""
+    from experiments import _networks
+
+    calls = []
+    original = _networks.Network.n_params
+
+    def counting(self, input_shape):
+        calls.append(1)
+        return original(self, input_shape)
+
+    monkeypatch.setattr(_networks.Network, "n_params", counting)
+    args = ("mlp", 2, 12_345, (1, 17))
+    first = experiments.width_for_parameters(*args, out_dim=3)
+    n_first = len(calls)
+    assert n_first > 3  # a real search happened
+    assert experiments.width_for_parameters(*args, out_dim=3) == first
+    assert len(calls) == n_first  # the second identical question traced nothing
+    net = experiments.network("mlp", width=first, depth=2, out_dim=3)
+    others = [abs(experiments.network("mlp", width=w, depth=2, out_dim=3).n_params((1, 17)) - 12_345)
+              for w in (first - 1, first + 1)]
+    assert abs(original(net, (1, 17)) - 12_345) <= min(others)  # and it is still the closest width
