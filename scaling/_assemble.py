@@ -8,7 +8,7 @@ import numpy as np
 
 from ._engine import natural_nonlinear
 from ._forms import Form
-from ._optimize import Spec
+from ._spec import Spec
 from ._result import FitResult, law_values, scalar_or_array
 from ._validate import Prepared
 
@@ -68,7 +68,11 @@ def assemble(spec: Spec, data: Prepared, best: dict, grids: dict, u_starts: np.n
             if g.size < 3:
                 continue
             s, v = start_vals[p], params[p]
-            grid_edge |= ((s <= g.min()) & (v < g.min())) | ((s >= g.max()) & (v > g.max()))
+            # The start went to the optimiser's coordinates and back: it equals a grid edge
+            # up to rounding (bit-for-bit equality made the lower edge of the exponent
+            # grids invisible: 0.02 came back as 0.02 + 1e-17).
+            tol = 1e-9 * (g.max() - g.min())
+            grid_edge |= ((s <= g.min() + tol) & (v < g.min())) | ((s >= g.max() - tol) & (v > g.max()))
     status = np.full(m, "converged", dtype=object)
     status[grid_edge] = "grid_edge"
     status[at_bound] = "at_bound"

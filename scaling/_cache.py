@@ -4,7 +4,12 @@ Compiling the batched fitting core takes seconds; the compiled programs depend o
 the form, the objective and a few bucketed shapes, so they are stored on disk and a new
 process loads them instead of compiling again.
 
-What we change, and when (never at ``import scaling``): at the first fit of a process,
+Fits of the power-sum laws (``power``, ``offset``, ``variance_limited``, ``chinchilla``)
+with least-squares objectives run on the NumPy engine (:mod:`scaling._fast`) and compile
+nothing; the cache serves every other fit.
+
+What we change, and when (never at ``import scaling``): at the first fit of a process
+that needs the compiled core,
 if the user has not configured a cache directory themselves
 (``jax.config.jax_compilation_cache_dir`` is unset and ``JAX_COMPILATION_CACHE_DIR`` is
 not in the environment), we set ``jax_compilation_cache_dir`` to the user's cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import jax
 import numpy as np
 
 from . import _forms
@@ -12,7 +11,7 @@ from ._assemble import assemble
 from ._engine import as_key, bootstrap_fits, run_batch, start_points
 from ._forms import Form
 from ._objectives import get_objective
-from ._optimize import Spec
+from ._spec import Spec
 from ._result import FitResult
 from ._shared import GroupedFit, fit_shared
 from ._validate import check_choice, prepare
@@ -167,13 +166,22 @@ def fit(
             "bootstrap and n_random draw random numbers: pass an explicit key, e.g. key=jax.random.key(0) or key=0"
         )
     data = prepare(form, x, y, weights, log_objective=obj.log, skipna=skipna, errors=errors)
-    key_starts, key_boot = jax.random.split(key) if key is not None else (None, None)
+    key_starts, key_boot = _split(key)
     u_starts, grids = start_points(form, data, starts, n_random, key_starts)
     best = run_batch(spec, data.x, data.y, data.w, u_starts)
     boot = None
     if bootstrap:
         boot = bootstrap_fits(spec, data, best["u"], u_starts, int(bootstrap), key_boot)
     return assemble(spec, data, best, grids, u_starts, boot)
+
+
+def _split(key):
+    """Two keys, for random starts and for bootstrap resamples (``None`` stays ``None``)."""
+    if key is None:
+        return None, None
+    import jax
+
+    return jax.random.split(key)
 
 
 def make_spec(form: Form, obj, *, refine, optimizer: str, max_iter, gtol) -> Spec:

@@ -131,7 +131,7 @@ class Form:
             raise ValueError(f"form {self.name!r}: no start grid (init) for nonlinear parameters {missing}")
         object.__setattr__(self, "init", dict(self.init))
 
-    @property
+    @functools.cached_property
     def nonlinear(self) -> tuple[str, ...]:
         """Parameters optimised iteratively (everything not linear)."""
         return tuple(p for p in self.params if p not in self.linear)

@@ -1,5 +1,8 @@
 """Fit objectives: small registered objects, one place per objective.
 
+JAX (``jax.numpy``) is imported by the methods that evaluate a loss, not with this
+module: the NumPy engine reads only the objectives' attributes.
+
 An objective is a summed per-point loss ``sum_i w_i rho(r_i)`` of residuals ``r``
 (``log yhat - log y``, or ``yhat - y`` for ``mse``). Each object knows its residual,
 ``rho``, its derivative ``psi = rho'``, the Gauss-Newton/IRLS curvature weight, the
@@ -11,8 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-
-import jax.numpy as jnp
 
 _TINY = 1e-300
 
@@ -28,6 +29,7 @@ class Objective:
 
     def residual(self, yhat, y):
         """``log(yhat / y)``, or ``yhat - y`` for linear-space objectives."""
+        import jax.numpy as jnp
         if not self.log:
             return yhat - y
         return jnp.log(jnp.maximum(yhat, _TINY)) - jnp.log(y)
@@ -41,10 +43,12 @@ class Objective:
 
     def curvature(self, r):
         """Positive Gauss-Newton (IRLS) weight: ``psi(r) / r`` (the secant slope)."""
+        import jax.numpy as jnp
         return 2.0 * jnp.ones_like(r)
 
     def dpsi(self, r):
         """``d psi / d r`` (almost everywhere), for the sandwich covariance."""
+        import jax.numpy as jnp
         return 2.0 * jnp.ones_like(r)
 
     def bread_weights(self, r, w):
@@ -53,6 +57,7 @@ class Objective:
 
     def loss(self, r, w):
         """Summed (never averaged) objective of one curve."""
+        import jax.numpy as jnp
         return jnp.sum(w * self.rho(r))
 
     def describe(self) -> str:
@@ -75,19 +80,24 @@ class LogHuber(Objective):
     delta: float = 1e-3
 
     def rho(self, r):
+        import jax.numpy as jnp
         a = jnp.abs(r)
         return jnp.where(a <= self.delta, 0.5 * r**2, self.delta * (a - 0.5 * self.delta))
 
     def psi(self, r):
+        import jax.numpy as jnp
         return jnp.clip(r, -self.delta, self.delta)
 
     def curvature(self, r):
+        import jax.numpy as jnp
         return jnp.minimum(1.0, self.delta / jnp.maximum(jnp.abs(r), _TINY))
 
     def dpsi(self, r):
+        import jax.numpy as jnp
         return (jnp.abs(r) <= self.delta).astype(r.dtype)
 
     def bread_weights(self, r, w):
+        import jax.numpy as jnp
         # Huber (1981, sec. 7.6): the mean of psi' over the points, not the 0/1 indicator
         # per point, which leaves A singular when few residuals fall inside delta.
         inside = jnp.sum(w * self.dpsi(r), axis=-1, keepdims=True) / jnp.maximum(jnp.sum(w, axis=-1, keepdims=True), _TINY)
@@ -107,6 +117,7 @@ class Asymmetric(Objective):
     asymmetry: float = 10.0
 
     def _a(self, r):
+        import jax.numpy as jnp
         return jnp.where(r > 0, self.asymmetry, 1.0)
 
     def rho(self, r):

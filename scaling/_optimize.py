@@ -18,7 +18,6 @@ Pipeline for each curve (``fit_batch`` flattens curves x starts into one vmapped
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import itertools
 import math
@@ -31,44 +30,12 @@ import optax
 import optax.tree_utils as otu
 
 from ._forms import Form, evaluate
-from ._objectives import Objective
+from ._spec import _IDENTITY, _LOG, _LOGIT, _NEGLOG, FTOL, XTOL, Spec, to_unconstrained, transform_kinds
 
 _TINY = 1e-300
-XTOL = 1e-10  # relative step below which Levenberg-Marquardt has converged
-FTOL = 1e-12  # relative decrease below which a step counts as no progress
-
-# Transform kinds between unconstrained optimiser coordinates u and natural values.
-_IDENTITY, _LOGIT, _LOG, _NEGLOG = range(4)
-
-
-@dataclasses.dataclass(frozen=True)
-class Spec:
-    """Everything static about a fit: compiled once per distinct Spec and data shape."""
-
-    form: Form
-    objective: Objective = Objective()
-    max_iter: int = 200
-    gtol: float = 1e-8
-    refine: int = 4
-    optimizer: str = "lm"
 
 
 # ---------------------------------------------------------------- transforms
-
-
-def transform_kinds(form: Form) -> tuple[tuple[int, float, float], ...]:
-    kinds = []
-    for p in form.nonlinear:
-        lo, hi = form.bounds[p]
-        if math.isfinite(lo) and math.isfinite(hi):
-            kinds.append((_LOGIT, lo, hi))
-        elif math.isfinite(lo):
-            kinds.append((_LOG, lo, hi))
-        elif math.isfinite(hi):
-            kinds.append((_NEGLOG, lo, hi))
-        else:
-            kinds.append((_IDENTITY, lo, hi))
-    return tuple(kinds)
 
 
 def to_natural(form: Form, u):
@@ -85,25 +52,6 @@ def to_natural(form: Form, u):
         else:
             out[p] = ui
     return out
-
-
-def to_unconstrained(form: Form, values: dict[str, np.ndarray]) -> np.ndarray:
-    """Natural nonlinear values (numpy, any batch shape) -> unconstrained ``u (..., p)``."""
-    cols = []
-    for p, (kind, lo, hi) in zip(form.nonlinear, transform_kinds(form)):
-        v = np.asarray(values[p], dtype=np.float64)
-        if kind == _LOGIT:
-            z = np.clip((v - lo) / (hi - lo), 1e-12, 1 - 1e-12)
-            cols.append(np.log(z) - np.log1p(-z))
-        elif kind == _LOG:
-            cols.append(np.log(np.maximum(v - lo, 1e-300)))
-        elif kind == _NEGLOG:
-            cols.append(np.log(np.maximum(hi - v, 1e-300)))
-        else:
-            cols.append(v)
-    if not cols:
-        return np.zeros(np.shape(next(iter(values.values()), np.zeros(()))) + (0,))
-    return np.stack(cols, axis=-1)
 
 
 # ---------------------------------------------------------------- objectives

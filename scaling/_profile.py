@@ -7,11 +7,10 @@ import functools
 import math
 
 import numpy as np
-from scipy import stats
 
 from ._engine import run_batch, start_points
 from ._forms import Form, evaluate
-from ._optimize import Spec, to_unconstrained
+from ._spec import Spec, to_unconstrained
 from ._validate import Prepared
 from ._x64 import enable_x64
 
@@ -117,6 +116,8 @@ def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_
     rss_hat = np.asarray(result.objective, dtype=np.float64).reshape(m)
     n = np.asarray(result.n_points, dtype=np.float64).reshape(m)
     n_par = len(form.params)
+    from scipy import stats
+
     threshold = stats.f.ppf(level, 1, np.maximum(n - n_par, 1))[:, None]
     xi = _robust_scale(result).reshape(m)
     try:

@@ -6,14 +6,13 @@ import dataclasses
 import functools
 from collections.abc import Mapping
 
-import jax
-import jax.numpy as jnp
 import numpy as np
-from scipy import stats
 
+from . import _fast
+from ._engine import compiled
 from ._forms import Form, evaluate
-from ._optimize import Spec, batch_residual_jacobian, transform_kinds
 from ._profile import profile_ci as _profile_ci
+from ._spec import Spec, transform_kinds
 from ._x64 import enable_x64
 
 STATUSES = ("converged", "grid_edge", "at_bound", "max_iter", "not_converged", "failed", "invalid", "unidentifiable")
@@ -32,6 +31,12 @@ _scalar_or_array = scalar_or_array
 
 def law_values(form: Form, params: Mapping[str, np.ndarray], x: Mapping[str, np.ndarray]) -> np.ndarray:
     """The law for ``m`` parameter sets at their own points: params ``(m,)``, x ``(m, k)`` -> ``(m, k)``."""
+    fast = _fast.law_values(form, params, x)
+    if fast is not None:
+        return fast
+    import jax
+    import jax.numpy as jnp
+
     with enable_x64():
         xd = {v: jnp.asarray(a) for v, a in x.items()}
         p = {k: jnp.asarray(np.asarray(v, dtype=np.float64)) for k, v in params.items()}
@@ -117,6 +122,8 @@ class FitResult:
 
     def residuals(self) -> np.ndarray:
         """Residuals the objective was built from (log ratios, or differences for ``mse``), ``(*batch, n)``."""
+        import jax.numpy as jnp
+
         with enable_x64():
             r = np.asarray(self.spec.objective.residual(jnp.asarray(self._fitted_values()), jnp.asarray(self.y)))
         r = np.where(self.w > 0, r, np.nan)
@@ -182,8 +189,10 @@ class FitResult:
         """``d residual / d param (m, n, p)`` and the residuals ``(m, n)`` at the optimum."""
         flat = self._flat_params()
         flat = {k: np.where(np.isfinite(v), v, 1.0) for k, v in flat.items()}
+        import jax.numpy as jnp
+
         with enable_x64():
-            J, r = batch_residual_jacobian(self.spec, {k: jnp.asarray(v) for k, v in flat.items()},
+            J, r = compiled().batch_residual_jacobian(self.spec, {k: jnp.asarray(v) for k, v in flat.items()},
                                            {v: jnp.asarray(a) for v, a in self.x.items()}, jnp.asarray(self.y))
             return np.asarray(J), np.asarray(r)
 
@@ -206,6 +215,8 @@ class FitResult:
         p = len(self.form.params)
         n = w.sum(axis=-1)
         obj = self.spec.objective
+        import jax.numpy as jnp
+
         with enable_x64():
             if obj.gaussian:
                 s2 = (w * r**2).sum(axis=-1) / np.maximum(n - p, 1)
@@ -247,6 +258,8 @@ class FitResult:
 
     def wald_ci(self, level: float = 0.95) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """``estimate +- t * stderr`` (Student t with ``n - p`` degrees of freedom)."""
+        from scipy import stats
+
         _check_level(level)
         n = np.asarray(self.n_points, dtype=float)
         t = stats.t.ppf((1 + level) / 2, np.maximum(n - self.n_params, 1))

@@ -14,12 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
 
 from ._assemble import assemble
 from ._engine import run_batch, start_points
 from ._forms import Form, evaluate
-from ._optimize import to_unconstrained
+from ._spec import to_unconstrained
 from ._result import FitResult, scalar_or_array
 from ._validate import as_float_array, prepare
 
@@ -230,6 +229,8 @@ def lr_test(result: GroupedFit) -> LRTest:
         stat = 2.0 * (joint_obj - sep_obj) / max(meat / bread, 1e-300)
         name = f"robust likelihood ratio ({obj.name}), shared vs separate"
     stat = max(stat, 0.0)
+    from scipy import stats
+
     return LRTest(float(stat), int(df), float(stats.chi2.sf(stat, df)) if df > 0 else float("nan"), name)
 
 
