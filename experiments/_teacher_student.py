@@ -174,7 +174,8 @@ def sample_projected(task: TeacherStudent, key, n: int, n_student: int):
     return f.T.copy(), y
 
 
-def projected_risk(task: TeacherStudent, key, n: int, n_student: int, thetas) -> np.ndarray:
+def projected_risk(task: TeacherStudent, key, n: int, n_student: int, thetas, *,
+                   expected: bool = False) -> np.ndarray:
     r"""Exact population risks ``(Pi^T theta - w)^T Lambda (Pi^T theta - w) + noise`` of
     linear predictors ``theta`` (each on the first ``len(theta)`` features) for the draw of
     :func:`sample_projected` with the same ``key`` and ``n``.
@@ -184,6 +185,23 @@ def projected_risk(task: TeacherStudent, key, n: int, n_student: int, thetas) ->
     weights ``Theta`` the unseen part ``Theta B`` is Gaussian with covariance
     ``Theta Theta^T (x) (I - P_g)``: it is drawn jointly for every predictor (one draw of
     the projection serves them all), in ``O(m S (n + m))`` work.
+
+    ``expected=True`` returns instead the risk averaged over ``B`` given ``f`` (Rao-Blackwell):
+    ``sum_M lambda_M (u_M - w_M)^2 + |theta|^2 sum_M lambda_M (1 - h_M) + noise`` with
+    ``u = Pi_seen^T theta`` and ``h_M = (g^T (g g^T)^{-1} g)_{MM}``. Its mean over seeds is the
+    same; its seed-to-seed variance lacks the cross term ``2 (u - w)^T Lambda B^T theta``, which
+    dominates the excess risk of few-point, many-feature predictors.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from experiments._teacher_student import teacher_student, sample_projected, projected_risk
+    >>> task = teacher_student(300, alpha=0.5)
+    >>> f, y = sample_projected(task, 1, n=3, n_student=40)
+    >>> theta = np.linalg.lstsq(f, y, rcond=None)[0]
+    >>> avg = projected_risk(task, 1, 3, 40, [theta], expected=True)[0]
+    >>> bool(avg > task.noise)
+    True
     """
     g, _, w, gram, k_f, k_b = _projected_draw(task, key, n)
     lam = task.eigenvalues
@@ -195,6 +213,10 @@ def projected_risk(task: TeacherStudent, key, n: int, n_student: int, thetas) ->
         T[c, : len(th)] = np.asarray(th, dtype=np.float64).ravel()
     gi = np.linalg.solve(gram, g)  # (g g^T)^{-1} g
     u = (T @ f.T) @ gi  # the part of Pi^T theta fixed by the drawn features
+    if expected:
+        h = np.einsum("iM,iM->M", gi, g)  # diagonal of the projector onto the span of g
+        unseen = float(np.sum(lam * (1.0 - h)))
+        return np.sum(lam * (u - w) ** 2, axis=1) + np.sum(T**2, axis=1) * unseen + task.noise
     Z = numpy_generator(k_b).standard_normal((m, task.n_features))
     Z -= (Z @ g.T) @ gi  # off the span of g
     ev, V = np.linalg.eigh(T @ T.T)

@@ -79,8 +79,9 @@ def _teacher_student_data(spec, coords, key, n_pool, *, n_features=None, n_val=0
             # few points, many features: project drawn teacher features (n P S) instead of
             # building the P x P feature covariance (P^2 S); the same joint law
             f, y = sample_projected(task, key, n_pool, n_features)
-            return UnitData(f, y, f[:0], y[:0],
-                            risk=lambda thetas: projected_risk(task, key, n_pool, n_features, thetas))
+            expected = t["projection_risk"] == "expected"
+            return UnitData(f, y, f[:0], y[:0], risk=lambda thetas: projected_risk(
+                task, key, n_pool, n_features, thetas, expected=expected))
         n = n_pool + (0 if exact else spec.n_test)
         f, y, cov = task.sample_features(key, n, n_features, return_covariance=True)
         if exact:
@@ -92,9 +93,10 @@ def _teacher_student_data(spec, coords, key, n_pool, *, n_features=None, n_val=0
 
 
 def _projection_is_cheaper(spec, n_pool, n_features):
-    # projection: O(S (n + cells)) per unit; covariance: O(P^2 S)
+    # flops per unit: projection ~ S (3 n^2 + 2 n cells) (teacher draw, Gram, solve, risks);
+    # covariance ~ 2 P^2 S (the P x P feature covariance)
     cells = spec.cells_per_unit
-    return spec.model["kind"] == "rf_ridge" and (n_pool + cells) ** 2 < n_features
+    return spec.model["kind"] == "rf_ridge" and 3 * n_pool**2 + 2 * n_pool * cells < 2 * n_features**2
 
 
 @functools.lru_cache(maxsize=8)
@@ -224,6 +226,9 @@ _builtin_task(TaskKind("teacher_student", {
     "teacher_weights": Param(str, "ones", "unit or random N(0, 1) teacher weights", choices=("ones", "random")),
     "target_alpha": Param(float, None, "the target's own power law, v_i^2 ~ i^-(1 + target_alpha)", optional=True),
     "population_risk": Param(bool, True, "random-feature models: exact population risk instead of a test set"),
+    "projection_risk": Param(str, "sampled", "few-point draws (D + cells << P): the risk of one draw of the unseen "
+                             "part of the projection ('sampled'), or its exact average given the training features "
+                             "('expected': same mean, less seed noise)", choices=("sampled", "expected")),
 }, _teacher_student_data, grid_dims=frozenset({"noise"}), features=True,
     doc="linear random-feature teacher-student model with a power-law spectrum (Bahri et al. Sec. 3)"))
 _builtin_task(TaskKind("random_network_teacher", {
