@@ -39,6 +39,7 @@ _TINY = 1e-300
 
 ENABLED = True  # False routes every fit through the compiled core (tests compare the two)
 CHUNK = 1 << 16
+SCORE_BLOCK = 1 << 21  # points x starts x curves scored at once when curves have their own x
 CURVES_PER_THREAD = 1024  # batches of at least twice this are split across threads
 MAX_THREADS = 8  # lanes x points per block of the start scoring (keeps blocks in cache)
 
@@ -246,10 +247,15 @@ def _score(spec, ps: PowerSum, logx, y, logy, w, U) -> np.ndarray:
     step = max(1, CHUNK // max(1, S * n))
     for a in range(0, m, step):
         b = min(m, a + step)
-        yhat = np.zeros((n, b - a, S))
-        for ci, col in zip(c, cols):
+        yhat = None
+        for ci, col in sorted(zip(c, cols), key=lambda t: np.ndim(t[1]) == 0):  # power terms first
             if np.ndim(col) == 0:
-                yhat += ci[a:b]
+                if yhat is None:
+                    yhat = np.broadcast_to(ci[a:b], (n, b - a, S)).copy()
+                else:
+                    yhat += ci[a:b]
+            elif yhat is None:
+                yhat = ci[a:b] * (col[:, a:b] if col.shape[1] > 1 else col)
             else:
                 yhat += ci[a:b] * (col[:, a:b] if col.shape[1] > 1 else col)
         if log:
@@ -257,10 +263,27 @@ def _score(spec, ps: PowerSum, logx, y, logy, w, U) -> np.ndarray:
             r -= logy[:, a:b, None]
         else:
             r = np.subtract(yhat, y[:, a:b, None], out=yhat)
-        r *= r
-        r *= w[:, a:b, None]
-        f[a:b] = r.sum(axis=0)
+        f[a:b] = np.einsum("nas,nas,na->as", r, r, w[:, a:b])
     return np.where(np.isfinite(f), f, np.inf)
+
+
+def _score_blocks(spec, ps: PowerSum, logx, y, logy, w, U) -> np.ndarray:
+    """:func:`_score` over blocks of curves when every curve has its own x or starts, so
+    the ``(n, curves, starts)`` temporaries stay small."""
+    m, S, _ = U.shape
+    n = y.shape[0]
+    own = any(a.shape[1] > 1 for a in logx.values()) or not bool(np.all(U == U[:1]))
+    step = max(1, SCORE_BLOCK // max(1, S * n))
+    if not own or m <= step:
+        return _score(spec, ps, logx, y, logy, w, U)
+
+    def cols(a, lo, hi):
+        return None if a is None else a[:, lo:hi]
+
+    return np.concatenate([
+        _score(spec, ps, {v: (a if a.shape[1] == 1 else a[:, lo:lo + step]) for v, a in logx.items()},
+               cols(y, lo, lo + step), cols(logy, lo, lo + step), cols(w, lo, lo + step), U[lo:lo + step])
+        for lo in range(0, m, step)])
 
 
 def _exponent(t: Term, theta: dict):
@@ -396,15 +419,16 @@ def _damped_newton(spec, prob: _Problem, z0, nonneg, lanes: _Lanes, max_iter: in
     iz, i_f, ig, iC = slice(0, P), P, slice(P + 1, 2 * P + 1), slice(2 * P + 1, 2 * P + 1 + P * P)
     i_lam, i_nu, i_it, i_flat = 2 * P + 1 + P * P, 2 * P + 2 + P * P, 2 * P + 3 + P * P, 2 * P + 4 + P * P
 
-    def gsmall(z, g, f, tol):
+    def gradient_size(z, g, f):
+        """``max |projected g|`` relative to ``max(1, |f|)``: compared with gtol and sqrt(gtol)."""
         gp = np.where(nn & (z <= 0) & (g > 0), 0.0, g) if any_nonneg else g
-        return np.abs(gp).max(axis=0, initial=0.0) <= tol * np.maximum(1.0, np.abs(f))
+        return np.abs(gp).max(axis=0, initial=0.0) / np.maximum(1.0, np.abs(f))
 
     X = np.empty((i_flat + 1, l))
     X[iz] = z0
     X[P:i_lam] = prob.evaluate(z0, lanes)
     X[i_lam], X[i_nu], X[i_it], X[i_flat] = 1e-3, 2.0, 0.0, 0.0
-    conv = gsmall(z0, X[ig], X[i_f], gtol)
+    conv = gradient_size(z0, X[ig], X[i_f]) <= gtol
     out = X[: i_lam].copy()
     it_out = np.zeros(l, dtype=np.int64)
     conv_out = conv.copy()
@@ -450,7 +474,8 @@ def _damped_newton(spec, prob: _Problem, z0, nonneg, lanes: _Lanes, max_iter: in
         X = np.where(accept, Xn, np.concatenate([X[:i_lam], Xn[i_lam:]]))
         z, f, g = X[iz], X[i_f], X[ig]
         stalled = (X[i_lam] > 1e16) | (X[i_flat] >= 2)
-        conv = gsmall(z, g, f, gtol) | tiny_step | (stalled & gsmall(z, g, f, sqrt_gtol))
+        gs = gradient_size(z, g, f)
+        conv = (gs <= gtol) | tiny_step | (stalled & (gs <= sqrt_gtol))
         done = conv | stalled | (X[i_it] >= max_iter)
         if done.any():
             fin = ids[done]
@@ -516,7 +541,7 @@ def _fit_block(spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.ndarray
         if p == 0 or S == 1:
             R, idx = 1, np.zeros((m, 1), dtype=np.int64)
         else:
-            f0 = _score(spec, ps, logx, yT, logy, wT, u_starts)
+            f0 = _score_blocks(spec, ps, logx, yT, logy, wT, u_starts)
             R = min(spec.refine, S) if spec.refine > 0 else S
             idx = np.argmin(f0, axis=1)[:, None] if R == 1 else np.argsort(f0, axis=1, kind="stable")[:, :R]
         u0 = np.take_along_axis(u_starts, idx[..., None], axis=1).reshape(m * R, p)
