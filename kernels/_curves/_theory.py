@@ -190,24 +190,29 @@ def _rf_one(lam, power, n, k, ridge, noise):
     tiny = jnp.min(lam) * 1e-14
     big = jnp.log(2.0 * (total + ridge) / jnp.minimum(n, k) + tiny)
 
-    # gamma_k: z(gamma_k) = k, the lower edge of the admissible gammas (0 if N <= k).
-    has_edge = n_pos > k
-    g_k = jnp.where(has_edge, jnp.exp(_bisect_log(lambda lg: _z(lam, jnp.exp(lg)) - k, jnp.log(tiny), big)), 0.0)
-
-    def g_ridge(lg):
-        g = jnp.exp(lg)
-        z = _z(lam, g)
-        return z + ridge * k / (g * jnp.maximum(k - z, 1e-300)) - n
-
-    lo = jnp.log(jnp.maximum(g_k * (1.0 + 1e-15), tiny))
-    hi = jnp.log(jnp.exp(big) + 2.0 * g_k)
-    gamma_ridge = jnp.exp(_bisect_log(g_ridge, lo, hi))
-    # Ridgeless limit: z(gamma) = min(n, k), or gamma = 0 when that saturates the spectrum.
     m = jnp.minimum(n, k)
     saturated = m >= n_pos - 1e-9
-    gamma_0 = jnp.where(saturated, 0.0,
-                        jnp.exp(_bisect_log(lambda lg: _z(lam, jnp.exp(lg)) - m, jnp.log(tiny), big)))
-    gamma = jnp.where(ridge > 0, gamma_ridge, gamma_0)
+
+    def gamma_ridge(_):
+        # gamma_k: z(gamma_k) = k, the lower edge of the admissible gammas (0 if N <= k).
+        has_edge = n_pos > k
+        g_k = jnp.where(has_edge, jnp.exp(_bisect_log(lambda lg: _z(lam, jnp.exp(lg)) - k, jnp.log(tiny), big)), 0.0)
+
+        def g_ridge(lg):
+            g = jnp.exp(lg)
+            z = _z(lam, g)
+            return z + ridge * k / (g * jnp.maximum(k - z, 1e-300)) - n
+
+        lo = jnp.log(jnp.maximum(g_k * (1.0 + 1e-15), tiny))
+        hi = jnp.log(jnp.exp(big) + 2.0 * g_k)
+        return jnp.exp(_bisect_log(g_ridge, lo, hi))
+
+    def gamma_0(_):
+        # Ridgeless limit: z(gamma) = min(n, k), or gamma = 0 when that saturates the spectrum.
+        return jnp.where(saturated, 0.0, jnp.exp(_bisect_log(lambda lg: _z(lam, jnp.exp(lg)) - m, jnp.log(tiny), big)))
+
+    # only the branch in use is solved (a ridge shared by a vmapped grid keeps this a real branch)
+    gamma = jax.lax.cond(ridge > 0, gamma_ridge, gamma_0, None)
     L = jnp.where((ridge == 0) & saturated, 1.0, lam / (lam + gamma))
     z = jnp.sum(L)
     q = jnp.sum(L**2)
