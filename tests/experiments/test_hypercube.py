@@ -69,7 +69,8 @@ def test_hypercube_task_runs_nested_ntk_regression_with_biases():
     loss = ds.test_loss.mean("seed").values
     assert np.all(np.diff(loss) < 0) and loss[-1] < 0.1 * loss[0], loss
     # the cell's data are the teacher at uniform draws: recompute one cell's test loss independently
-    data = experiments.TASKS["hypercube_teacher"].data(spec, {"seed": 0}, experiments.unit_key(spec, {"seed": 0}, 0), 256)
+    key = experiments.unit_key(spec, {"seed": 0}, 0)
+    data = experiments.TASKS["hypercube_teacher"].data(spec, {"seed": 0}, key, 256)
     teacher = experiments.hypercube_teacher(2, "gaussian_process")
     np.testing.assert_allclose(data.y_pool, teacher(data.x_pool), rtol=1e-12)
     K = kernels.kernel_matrix(kernels.mlp(2, b_std=1.0), np.concatenate([data.x_pool, data.x_test]))
