@@ -32,11 +32,13 @@ NAME = "fig6_aspect_ratio"
 # Minibatches no larger than the smallest D put every D of a depth in ONE device program
 # (experiments trains all D and seeds of a width together); full-batch training needed three
 # programs per depth (D padded within factors of 2) and ~7x the work per step. Measured on
-# digits, 3 seeds, the same (D, seed) training sets: alpha_D 0.71/0.67/0.66 (depths 1/2/4) with
-# batches of 50, 0.68/0.64/0.63 full-batch, at 49 s instead of 136 s of CPU time.
+# digits, 3 seeds, the same (D, seed) training sets (CPU seconds, one thread, loaded machine):
+# alpha_D (depths 1/2/4) 0.68/0.64/0.63 full-batch, 1500 steps (136 s); 0.71/0.67/0.66 with batches of
+# 50, 1500 steps; 0.70/0.65/0.64 with batches of 50, 1000 steps (51 s). Halving the parameter count
+# saves under 10%: the per-step cost is overhead, not flops, so steps are what cost.
 CONFIG = {
     "quick": {"data": "digits", "input_shape": (1, 8, 8, 1), "classes": 10, "depths": [1, 2, 4],
-              "n_params": 30_000, "D": [50, 100, 200, 400, 800], "seeds": 3, "steps": 1500, "batch_size": 50,
+              "n_params": 30_000, "D": [50, 100, 200, 400, 800], "seeds": 3, "steps": 1000, "batch_size": 50,
               "n_test": 400},
     "full": {"data": "cifar10", "input_shape": (1, 32, 32, 3), "classes": 10, "depths": [1, 2, 4, 8],
              "n_params": 2_000_000, "D": [500, 1000, 2000, 4000, 8000, 16000, 32000], "seeds": 3, "steps": 20000,
