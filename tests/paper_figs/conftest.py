@@ -119,3 +119,15 @@ def same_figure():
 def same_rows():
     """``same_rows(rows_a, rows_b)``: assert two lists of report rows are identical (verdicts too)."""
     return assert_same_rows
+
+
+@pytest.fixture(scope="session")
+def figure_data_of():
+    """``figure_data_of(fig)``: the plain data a Figure draws (see :func:`figure_data`)."""
+    return figure_data
+
+
+@pytest.fixture(scope="session")
+def same_figure_data():
+    """``same_figure_data(data_a, data_b)``: assert two ``figure_data`` results are identical."""
+    return _assert_same

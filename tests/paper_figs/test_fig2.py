@@ -12,7 +12,7 @@ from paper_figs import _common, fig2_duality
 
 
 @pytest.mark.slow  # over 20 s on 2 cores: kept out of the default run
-def test_fig2_duality_teacher_student_exponents(out, seed_bootstrap_alpha):
+def test_fig2_duality_teacher_student_exponents(out, seed_bootstrap_alpha, assert_roundtrip):
     rows, report, failures = paper_figs.run(out, only=["fig2_duality"], progress=False, raise_errors=True)
     assert failures == {}
     for ext in ("png", "pdf"):
@@ -25,7 +25,7 @@ def test_fig2_duality_teacher_student_exponents(out, seed_bootstrap_alpha):
     assert ds.attrs["spec_fingerprint"] and int(ds.status.min()) == 1  # every unit done
     L = ds.test_loss.transpose("seed", "D", "P")
     D, P = ds.D.values.astype(float), ds.P.values.astype(float)
-    # resolution-limited windows: 16 <= size <= other/8 at the largest other size (1024)
+    # resolution-limited windows: 16 <= size <= other/WINDOW at the largest other size (1024)
     win_D = (D >= 16) & (D <= P[-1] / fig2_duality.WINDOW)
     win_P = (P >= 16) & (P <= D[-1] / fig2_duality.WINDOW)
     a_D = seed_bootstrap_alpha(L.values[:, win_D, -1], D[win_D])
@@ -49,8 +49,13 @@ def test_fig2_duality_teacher_student_exponents(out, seed_bootstrap_alpha):
 
     # the theory drawn over the measurements (kernels.rf_theory) matches them away from D = P,
     # where the measured mean of a divergent quantity is not meaningful
-    analysis = xr.open_dataset(out / "data" / "fig2_duality.nc")
+    analysis = xr.load_dataset(out / "data" / "fig2_duality.nc")
     ratio = (analysis.measured_mean / analysis.theory).values
     Dg, Pg = np.meshgrid(analysis.D.values, analysis.P.values, indexing="ij")
     away = (np.maximum(Dg, Pg) >= 2 * np.minimum(Dg, Pg)) & (np.minimum(Dg, Pg) >= 16)
     assert np.nanmedian(np.abs(ratio[away] - 1)) < 0.05
+
+    # figures are data: the stored Dataset redraws the same figure and the same rows
+    assert_roundtrip(fig2_duality, analysis)
+    assert [(r.quantity, r.value, r.verdict) for r in fig2_duality.rows(analysis)] == \
+        [(r.quantity, r.value, r.verdict) for r in rows]
