@@ -57,3 +57,17 @@ def test_quick_preset_makes_every_figure_and_the_report(tmp_path):
     assert checked and all(r.verdict == "agrees" for r in checked), [(r.quantity, r.value) for r in checked]
     csv = (tmp_path / "report.csv").read_text()
     assert csv.count("\n") == len(rows) + 1
+
+
+def test_paper_figs_doctests():
+    """The package's examples run (CI's doctest collection covers the other packages' paths only)."""
+    import doctest
+
+    from paper_figs import _report
+
+    attempted = {}
+    for module in (paper_figs, _common, _report):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, (module.__name__, result)
+        attempted[module.__name__] = result.attempted
+    assert attempted["paper_figs._common"] >= 8 and attempted["paper_figs"] >= 2, attempted  # the examples exist
