@@ -179,8 +179,8 @@ def main():
                 t_comp = min(t_comp, time.perf_counter() - t0)
         finally:
             _fast.ENABLED = True
-        worst = max(float(np.nanmax(np.abs(comp.params[k] - res.params[k]) / np.abs(comp.params[k])))
-                    for k in res.params)
+        worst = max(float(np.nanmax(np.abs(comp.params[k] - res.params[k]) / np.maximum(
+            np.maximum(np.abs(comp.params[k]), np.abs(res.params[k])), 1e-300))) for k in res.params)
         print(f"compiled (JAX) core: first call {t_comp_first:.3f} s, warm {t_comp:.3f} s "
               f"(ratio vs unbounded LM {t_lm / t_comp:.1f}x); largest relative parameter difference from "
               f"the NumPy engine {worst:.1e}, statuses equal: {bool(np.all(comp.status == res.status))}")

@@ -471,7 +471,8 @@ def _damped_newton(spec, prob: _Problem, z0, nonneg, lanes: _Lanes, max_iter: in
         Xn[i_flat] = np.where(flat, X[i_flat] + 1.0, 0.0)
         tiny_step = accept & (np.abs(dz).max(axis=0, initial=0.0) <= XTOL * (1.0 + np.abs(z).max(axis=0, initial=0.0)))
         # Rejected steps keep the old point, with the new damping and counters.
-        X = np.where(accept, Xn, np.concatenate([X[:i_lam], Xn[i_lam:]]))
+        np.copyto(Xn[:i_lam], X[:i_lam], where=~accept)
+        X = Xn
         z, f, g = X[iz], X[i_f], X[ig]
         stalled = (X[i_lam] > 1e16) | (X[i_flat] >= 2)
         gs = gradient_size(z, g, f)
