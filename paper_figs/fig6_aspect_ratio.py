@@ -48,7 +48,15 @@ N_BOOT = 200  # 3 seeds have 10 distinct resamples: more draws add time, not inf
 
 
 def compute(ctx: Context) -> xr.Dataset:
-    """Train every depth over D and seeds; fit alpha_D per depth with seed-bootstrap intervals."""
+    """Train every depth over D and seeds; fit alpha_D per depth with seed-bootstrap intervals.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> from paper_figs import Context, fig6_aspect_ratio
+    >>> ds = fig6_aspect_ratio.compute(Context("figures", preset="quick"))  # doctest: +SKIP
+    >>> rows = fig6_aspect_ratio.rows(xr.load_dataset("figures/data/fig6_aspect_ratio.nc"))  # doctest: +SKIP
+    """
     cfg = CONFIG[ctx.preset]
     task = {"kind": cfg["data"]} if cfg["data"] == "digits" else {"kind": cfg["data"], "path": ctx.data_dir}
     train = {"steps": cfg["steps"], "batch_size": cfg["batch_size"], "eval_every": 100, "patience": 5,
