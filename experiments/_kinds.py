@@ -124,6 +124,10 @@ class ModelKind:
     sharded : bool
         The run function spreads one unit over every local device itself (``jax.sharding``);
         the ``"devices"`` executor then runs units one after another instead of one per device.
+    host_blas : bool
+        The run function is host linear algebra (numpy/LAPACK): each unit runs with one BLAS
+        thread wherever it runs (so its bits do not depend on the machine's core count), and
+        the ``"local"`` executor runs as many units at once as there are cores.
     doc : str
     """
 
@@ -138,6 +142,7 @@ class ModelKind:
     check: Callable | None = None
     nested_dims: tuple[str, ...] = ()
     sharded: bool = False
+    host_blas: bool = False
     doc: str = ""
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import os
 import traceback
 
 import numpy as np
 import xarray as xr
+from threadpoolctl import threadpool_limits
 
 from ._kinds import MODELS, TASKS, TaskKind
 from ._spec import SweepSpec, as_spec
@@ -134,7 +136,16 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
                 bar.set_postfix(failed_units=failures)
 
     try:
-        if executor == "local" or (executor == "devices" and spec.model_kind.sharded):
+        host_parallel = spec.model_kind.host_blas and executor in ("local", "devices") and len(todo) > 1
+        if host_parallel:
+            # host linear algebra, one BLAS thread per unit (run_unit): one unit per core,
+            # results written as they complete
+            workers = min(len(todo), os.cpu_count() or 1)
+            with threadpool_limits(1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
+                futs = [pool.submit(_safe_unit, spec, u) for u in todo]
+                for f in concurrent.futures.as_completed(futs):
+                    record(*f.result())
+        elif executor == "local" or (executor == "devices" and spec.model_kind.sharded):
             # one unit at a time (a sharded model spreads each unit over every local
             # device itself); the store writes of one unit overlap the next unit's compute
             with concurrent.futures.ThreadPoolExecutor(1) as writer:
@@ -210,8 +221,6 @@ def _blas_threads() -> int:
             return int(counts[0])
     except ImportError:
         pass
-    import os
-
     return os.cpu_count() or 1
 
 

@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
+from threadpoolctl import threadpool_limits
 
 import kernels
 
@@ -459,7 +460,7 @@ _builtin_model(ModelKind("rf_ridge", {
     "excess_loss": Param(bool, True, "with an exact population risk, also the excess over the best P-feature "
                                      "predictor (costs P^2 S per unit; False lets few-point units project instead)"),
 }, unit_dims=("D", "P"), required_dims=frozenset({"D", "P", "seed"}), grid_dims=frozenset({"ridge"}),
-    variables=_rf_variables, run=_rf_unit, nested_dims=("D", "P"),
+    variables=_rf_variables, run=_rf_unit, nested_dims=("D", "P"), host_blas=True,
     doc="linear random-feature ridge regression, every (D, P) of a seed from one feature draw"))
 _builtin_model(ModelKind("krr", {
     "ridge": Param(float, 1e-6, "ridge on the Gram matrix (grid dim ridge overrides it)"),
@@ -495,7 +496,12 @@ def run_unit(spec: SweepSpec, unit: dict) -> dict:
     """
     t0 = time.perf_counter()
     coords = {d: v for d, (_, v) in unit.items()}
-    out = model_kind(spec.model["kind"]).run(spec, coords)
+    kind = model_kind(spec.model["kind"])
+    if kind.host_blas:  # one BLAS thread: many small factorisations, units run side by side
+        with threadpool_limits(1, user_api="blas"):
+            out = kind.run(spec, coords)
+    else:
+        out = kind.run(spec, coords)
     shape = tuple(len(spec.grid[d]) for d in spec.unit_dims)
     out = {k: np.asarray(v, dtype=np.float64).reshape(shape) for k, v in out.items()}
     missing = set(spec.variables) - set(out)
