@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from . import _forms
+from . import _forms, _unrolled
 from ._forms import Form
 from ._objectives import LinearMSE, Objective
 from ._spec import FTOL, XTOL
@@ -99,62 +99,19 @@ def supports(spec) -> bool:
 # ---------------------------------------------------------------- small dense algebra
 
 
-def _cholesky(G):
-    """Unrolled Cholesky of ``G[i][j]`` (nested lists of arrays): lower factor and pivots."""
-    k = len(G)
-    L = [[None] * k for _ in range(k)]
-    piv = []
-    for i in range(k):
-        for j in range(i + 1):
-            s = G[i][j]
-            for q in range(j):
-                s = s - L[i][q] * L[j][q]
-            if i == j:
-                piv.append(s)
-                L[i][i] = np.sqrt(np.maximum(s, 1e-300))
-            else:
-                L[i][j] = s / L[j][j]
-    return L, piv
-
-
 def _spd_solve(G, h):
     """Solve ``G c = h`` (lists of arrays), as :func:`scaling._optimize.spd_solve`."""
-    k = len(h)
-    L, _ = _cholesky(G)
-    z = [None] * k
-    for i in range(k):
-        s = h[i]
-        for q in range(i):
-            s = s - L[i][q] * z[q]
-        z[i] = s / L[i][i]
-    c = [None] * k
-    for i in reversed(range(k)):
-        s = z[i]
-        for q in range(i + 1, k):
-            s = s - L[q][i] * c[q]
-        c[i] = s / L[i][i]
-    return c
+    L, _ = _unrolled.cholesky(lambda i, j: G[i][j], len(h), np)
+    return _unrolled.solve(L, h)
 
 
 def _positive_definite(H, rtol: float = 1e-12):
     """Smallest unrolled-Cholesky pivot of ``H (k, k, l)`` above ``rtol`` times the largest
     diagonal entry: :func:`scaling._optimize.min_cholesky_pivot` ``> rtol``."""
     k = H.shape[0]
-    L = [[None] * k for _ in range(k)]
-    low = None
-    for i in range(k):
-        for j in range(i + 1):
-            s = H[i, j]
-            for q in range(j):
-                s = s - L[i][q] * L[j][q]
-            if i == j:
-                low = s if low is None else np.minimum(low, s)
-                if i < k - 1:
-                    L[i][i] = np.sqrt(np.maximum(s, 1e-300))
-            else:
-                L[i][j] = s / L[j][j]
+    _, piv = _unrolled.cholesky(lambda i, j: H[i, j], k, np)
     scale = np.abs(H[np.arange(k), np.arange(k)]).max(axis=0)
-    return low / np.maximum(scale, 1e-300) > rtol
+    return functools.reduce(np.minimum, piv) / np.maximum(scale, 1e-300) > rtol
 
 
 def _masks(nonneg: tuple[bool, ...]) -> list[tuple[float, ...]]:

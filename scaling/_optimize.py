@@ -29,6 +29,7 @@ import numpy as np
 import optax
 import optax.tree_utils as otu
 
+from . import _unrolled
 from ._forms import Form, evaluate
 from ._spec import _IDENTITY, _LOG, _LOGIT, _NEGLOG, FTOL, XTOL, Spec, to_unconstrained, transform_kinds
 
@@ -85,44 +86,18 @@ def min_cholesky_pivot(G):
 
 def _unrolled_cholesky(G):
     """Lower factor ``L[i][j]`` (nested lists of batch arrays) and the pivots before the sqrt."""
-    k = G.shape[-1]
-    L = [[None] * k for _ in range(k)]
-    piv = []
-    for i in range(k):
-        for j in range(i + 1):
-            s = G[..., i, j]
-            for q in range(j):
-                s = s - L[i][q] * L[j][q]
-            if i == j:
-                piv.append(s)
-                L[i][i] = jnp.sqrt(jnp.maximum(s, 1e-300))
-            else:
-                L[i][j] = s / L[j][j]
-    return L, piv
+    return _unrolled.cholesky(lambda i, j: G[..., i, j], G.shape[-1], jnp)
 
 
 def spd_solve(G, h):
     """Solve ``G c = h`` for small symmetric positive-definite ``G (..., k, k)``.
 
-    An unrolled Cholesky factorisation: elementwise over the batch axes, so it vectorises
-    under vmap and compiles to a few dozen fused operations, where a LAPACK call per tiny
-    matrix would dominate both compile and run time.
+    An unrolled Cholesky factorisation (:mod:`scaling._unrolled`): elementwise over the batch
+    axes, so it vectorises under vmap and compiles to a few dozen fused operations, where a
+    LAPACK call per tiny matrix would dominate both compile and run time.
     """
-    k = G.shape[-1]
     L, _ = _unrolled_cholesky(G)
-    z = [None] * k
-    for i in range(k):
-        s = h[..., i]
-        for q in range(i):
-            s = s - L[i][q] * z[q]
-        z[i] = s / L[i][i]
-    c = [None] * k
-    for i in reversed(range(k)):
-        s = z[i]
-        for q in range(i + 1, k):
-            s = s - L[q][i] * c[q]
-        c[i] = s / L[i][i]
-    return jnp.stack(c, axis=-1)
+    return jnp.stack(_unrolled.solve(L, [h[..., i] for i in range(G.shape[-1])]), axis=-1)
 
 
 def small_nnls(B, w, t, nonneg: tuple[bool, ...]):
