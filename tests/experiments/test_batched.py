@@ -212,10 +212,11 @@ def test_expected_projection_risk_is_the_average_of_sampled_ones():
         theta = f.T @ np.linalg.solve(f @ f.T, y)  # min-norm interpolant: a large excess risk
         sampled.append(projected_risk(task, key, n, P, [theta])[0])
         expected.append(projected_risk(task, key, n, P, [theta], expected=True)[0])
-        if key == 0:
+        if key == 0:  # the null predictor: the closed form sum_M lambda_M w_M^2 + noise, both ways
+            null = float(np.sum(task.eigenvalues * task.weights() ** 2) + task.noise)
             zero = [np.zeros(P)]
-            assert projected_risk(task, key, n, P, zero, expected=True)[0] == pytest.approx(
-                projected_risk(task, key, n, P, zero)[0], rel=1e-12)
+            for exp in (False, True):
+                assert projected_risk(task, key, n, P, zero, expected=exp)[0] == pytest.approx(null, rel=1e-12)
     diff = np.asarray(sampled) - np.asarray(expected)
     se = diff.std(ddof=1) / np.sqrt(diff.size)
     assert abs(diff.mean()) < 4 * se, (diff.mean(), se)  # same mean
