@@ -67,16 +67,22 @@ def break_test(x: np.ndarray, y: np.ndarray, *, known: bool, single=None) -> Bre
     residual sum of squares (3 extra parameters: break, sharpness, exponent change) with the
     broken law's residual variance, floored at ``BREAK_RMS_FLOOR`` (0.2%) rms: smooth curvature
     below that is not a regime change. Curves with fewer than 3 residual degrees of freedom get
-    ``p = NaN`` (not tested).
+    ``p = NaN`` and NaN for every field of the broken fit (not tested; when no curve of the
+    batch can be tested, the broken law is not fitted at all).
     """
     m = y.shape[0]
+    n = np.sum(np.isfinite(y), axis=1).astype(float)
+    p_broken = 5 if known else 6
+    dof = n - p_broken
+    testable = dof >= BREAK_MIN_DOF
+    if not testable.any():
+        nan = np.full(m, np.nan)
+        rss = nan if single is None else np.asarray(single.objective, dtype=float).reshape(m)
+        return BreakTest(nan, nan, nan, nan, nan, nan, nan, rss, nan)
     if single is None:
         single = scaling.fit("offset" if not known else "power", x, y, skipna=True, errors="ignore")
     fixed = {"L_inf": 0.0} if known else None
     broken = scaling.fit("broken", x, y, skipna=True, errors="ignore", fixed=fixed)
-    n = np.sum(np.isfinite(y), axis=1).astype(float)
-    p_broken = 5 if known else 6
-    dof = n - p_broken
     rss1 = np.asarray(single.objective, dtype=float).reshape(m)
     rss2 = np.asarray(broken.objective, dtype=float).reshape(m)
     floor = n * BREAK_RMS_FLOOR**2
@@ -98,7 +104,11 @@ def break_test(x: np.ndarray, y: np.ndarray, *, known: bool, single=None) -> Bre
                     & np.isneginf(np.asarray(single.bic, dtype=float).reshape(m)), 0.0, dbic)
     first = np.nanmin(np.where(np.isnan(xv), np.inf, xv), axis=1)
     last = np.nanmax(np.where(np.isnan(xv), -np.inf, xv), axis=1)
-    return BreakTest(p, xb, a0, a0 + da, slope(first), slope(last), dbic, rss1, rss2)
+    def tested(a):
+        return np.where(testable, a, np.nan)
+
+    return BreakTest(p, tested(xb), tested(a0), tested(a0 + da), tested(slope(first)), tested(slope(last)),
+                     tested(dbic), rss1, tested(rss2))
 
 
 def crossover(x, y, *, l_inf=None, min_delta_bic: float = 10.0) -> Crossover:

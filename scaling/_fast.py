@@ -45,17 +45,24 @@ MAX_THREADS = 8  # lanes x points per block of the start scoring (keeps blocks i
 
 
 @dataclasses.dataclass(frozen=True)
+class FromData:
+    """An exponent read per point from the data variable ``variable`` (a profile's held value)."""
+
+    variable: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Term:
     """One term ``c * x_v^(-e)`` of a power sum.
 
     ``coefficient`` names the linear parameter ``c``; ``variable`` the variable (``None``
-    for a constant term); ``exponent`` the nonlinear parameter ``e`` by name, or a fixed
-    number.
+    for a constant term); ``exponent`` the nonlinear parameter ``e`` by name, a fixed
+    number, or :class:`FromData`.
     """
 
     coefficient: str
     variable: str | None = None
-    exponent: str | float = 0.0
+    exponent: str | float | FromData = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +70,11 @@ class PowerSum:
     """A law ``y = sum_j c_j x_{v_j}^{-e_j}``: one :class:`Term` per linear parameter."""
 
     terms: tuple[Term, ...]
+
+    @functools.cached_property
+    def data_variables(self) -> frozenset:
+        """Variables that hold exponents (used raw, not as bases of powers)."""
+        return frozenset(t.exponent.variable for t in self.terms if isinstance(t.exponent, FromData))
 
 
 _TABLE: dict[Form, PowerSum] = {
@@ -73,9 +85,47 @@ _TABLE: dict[Form, PowerSum] = {
 }
 
 
+_DERIVED: dict[Form, PowerSum | None] = {}
+
+
+def _derived(form: Form) -> PowerSum | None:
+    """The power sum of a form derived from one (``fix``: held exponents become numbers, a
+    coefficient held at 0 drops its term; ``profile``: the held exponent is read from the data)."""
+    kind, base, arg = form.origin
+    bps = power_sum(base)
+    if bps is None:
+        return None
+    terms = []
+    if kind == "fix":
+        fixed = dict(arg)
+        for t in bps.terms:
+            if t.coefficient in fixed:
+                # a term held at zero is absent, unless its exponent would be left unidentified
+                if fixed[t.coefficient] != 0.0 or (isinstance(t.exponent, str) and t.exponent not in fixed):
+                    return None
+                continue
+            e = fixed.get(t.exponent, t.exponent) if isinstance(t.exponent, str) else t.exponent
+            terms.append(Term(t.coefficient, t.variable, e))
+    elif kind == "profile":
+        if arg not in base.nonlinear:
+            return None
+        terms = [Term(t.coefficient, t.variable, FromData("_profile") if t.exponent == arg else t.exponent)
+                 for t in bps.terms]
+    else:
+        return None
+    return PowerSum(tuple(terms)) if terms else None
+
+
 def power_sum(form: Form) -> PowerSum | None:
-    """The power-sum description of a built-in form, or ``None``."""
+    """The power-sum description of a built-in form (or one derived from it by ``fix`` or a
+    profile), or ``None``."""
     ps = _TABLE.get(form)
+    if ps is None and form.origin:
+        if form not in _DERIVED:
+            if len(_DERIVED) > 1024:
+                _DERIVED.clear()
+            _DERIVED[form] = _derived(form)
+        ps = _DERIVED[form]
     if ps is None:
         return None
     # The table lists terms in the order of form.linear (checked once here, cheaply).
@@ -184,7 +234,7 @@ def _score(spec, ps: PowerSum, logx, y, logy, w, U) -> np.ndarray:
     theta = natural(form, U[:1] if shared_u else U)  # (1|m, S)
     theta = {k: v[None] for k, v in theta.items()}  # (1, 1|m, S)
     lx = {v: a[:, :, None] for v, a in logx.items()}  # (n, 1|m, 1)
-    cols = [1.0 if t.variable is None else np.exp(-_exponent(t, theta) * lx[t.variable]) for t in ps.terms]
+    cols = [1.0 if t.variable is None else np.exp(-_exponent(t, theta, lx) * lx[t.variable]) for t in ps.terms]
     log = spec.objective.log
     v = w / y**2 if log else w  # (n, m)
     k = len(cols)
@@ -243,8 +293,14 @@ def _score_blocks(spec, ps: PowerSum, logx, y, logy, w, U) -> np.ndarray:
         for lo in range(0, m, step)])
 
 
-def _exponent(t: Term, theta: dict):
-    return theta[t.exponent] if isinstance(t.exponent, str) else t.exponent
+def _exponent(t: Term, theta: dict, data: dict):
+    """The exponent of term ``t``: a fitted value from ``theta``, a per-point value from
+    ``data`` (raw values of :class:`FromData` variables), or a number."""
+    if isinstance(t.exponent, str):
+        return theta[t.exponent]
+    if isinstance(t.exponent, FromData):
+        return data[t.exponent.variable]
+    return t.exponent
 
 
 # ---------------------------------------------------------------- damped Newton
@@ -302,7 +358,7 @@ class _Problem:
                 term = c
             else:
                 lv = d.logx[t.variable]
-                phi = np.exp(-_exponent(t, theta) * lv)
+                phi = np.exp(-_exponent(t, theta, d.logx) * lv)
                 term = c * phi
                 base[jc] = phi
                 if isinstance(t.exponent, str):
@@ -490,10 +546,11 @@ def _fit_block(spec, x: dict, y: np.ndarray, w: np.ndarray, u_starts: np.ndarray
     m, S, p = u_starts.shape
     log = spec.objective.log
     with np.errstate(all="ignore"):
-        logx = {}
+        logx = {}  # log of each variable; raw values of the variables that hold exponents
         for v, a in x.items():
             shared = m > 1 and bool(np.all(a == a[:1]))
-            logx[v] = np.log(a[:1].T if shared or m == 1 else a.T)  # (n, 1|m)
+            a = np.ascontiguousarray(a[:1].T if shared or m == 1 else a.T)  # (n, 1|m)
+            logx[v] = a if v in ps.data_variables else np.log(a)
         yT, wT = np.ascontiguousarray(y.T), np.ascontiguousarray(w.T)
         logy = np.log(yT) if log else None
         if p == 0 or S == 1:
@@ -536,7 +593,8 @@ def _linear_at(spec, ps: PowerSum, d: _Lanes, u):
     form = spec.form
     theta = natural(form, u)
     n, l = d.y.shape
-    cols = [1.0 if t.variable is None else np.exp(-_exponent(t, theta) * d.logx[t.variable]) for t in ps.terms]
+    cols = [1.0 if t.variable is None else np.exp(-_exponent(t, theta, d.logx) * d.logx[t.variable])
+            for t in ps.terms]
     v = d.w / d.y**2 if spec.objective.log else d.w
     k = len(cols)
     nonneg = tuple(form.bounds[q][0] == 0.0 for q in form.linear)
@@ -569,6 +627,47 @@ def law_values(form: Form, params, x: dict) -> np.ndarray | None:
             if t.variable is None:
                 out += c
             else:
-                e = params[t.exponent][..., None] if isinstance(t.exponent, str) else t.exponent
+                e = _exponent(t, {k: v[..., None] for k, v in params.items()}, x)
                 out += c * x[t.variable] ** -e
     return out
+
+
+def residuals(objective: Objective, yhat: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """``objective.residual`` in NumPy: ``log(yhat / y)`` (log objectives) or ``yhat - y``."""
+    if not objective.log:
+        return yhat - y
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log(np.maximum(yhat, _TINY)) - np.log(y)
+
+
+def residual_jacobian(form: Form, objective: Objective, params, x: dict, y: np.ndarray):
+    """``d residual / d parameter (m, n, p)`` (columns in ``form.params`` order) and the
+    residuals ``(m, n)`` of a power-sum form, in closed form; ``None`` for other forms.
+
+    ``dy/dc_j = x^-e_j``, ``dy/de_j = -c_j log(x) x^-e_j``; log objectives divide by
+    ``yhat`` (zero where ``yhat`` is below the floor, as the floored log's derivative).
+    """
+    ps = power_sum(form)
+    if ps is None:
+        return None
+    prm = {k: np.asarray(v, dtype=np.float64)[:, None] for k, v in params.items()}
+    x = {v: np.asarray(a, dtype=np.float64) for v, a in x.items()}
+    y = np.asarray(y, dtype=np.float64)
+    yhat = np.zeros(y.shape)
+    cols: dict = {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for t in ps.terms:
+            c = prm[t.coefficient]
+            if t.variable is None:
+                phi = np.ones(y.shape)
+            else:
+                phi = x[t.variable] ** -_exponent(t, prm, x)
+                if isinstance(t.exponent, str):
+                    cols[t.exponent] = cols.get(t.exponent, 0.0) - c * np.log(x[t.variable]) * phi
+            cols[t.coefficient] = phi
+            yhat = yhat + c * phi
+        r = residuals(objective, yhat, y)
+        J = np.stack([np.broadcast_to(cols[k], y.shape) for k in form.params], axis=-1)
+        if objective.log:
+            J = np.where((yhat > _TINY)[..., None], J / yhat[..., None], 0.0)
+    return J, r

@@ -65,6 +65,11 @@ class Form:
     y_scaled_variables : tuple of str
         Variables that carry values in the units of ``y`` (a held linear parameter in a
         profile); rescaled with ``y``.
+    origin : tuple
+        How a derived form was made from another (set by :meth:`fix` and by profiles, not
+        by users): ``("fix", base, ((name, value), ...))`` or ``("profile", base, name)``
+        (``name`` read from the variable ``_profile``). Lets the NumPy engine recognise a
+        derived power law; ``()`` for a form defined directly.
 
     Examples
     --------
@@ -96,6 +101,7 @@ class Form:
     blocks: tuple = ()
     scalable: bool = True
     y_scaled_variables: tuple = ()
+    origin: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -238,6 +244,7 @@ def _fixed_form(form: Form, items: tuple[tuple[str, float], ...]) -> Form:
         math=form.math,
         text=form.text,
         scalable=scalable,
+        origin=("fix", form, items),
     )
 
 

@@ -39,6 +39,7 @@ def profiled_form(form: Form, name: str) -> Form:
         text=form.text,
         scalable=form.scalable,
         y_scaled_variables=("_profile",) if name in form.linear else (),
+        origin=("profile", form, name),
     )
 
 

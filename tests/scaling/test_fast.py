@@ -91,7 +91,46 @@ def test_which_fits_the_numpy_engine_serves():
     assert not _fast.supports(spec("offset", optimizer="lbfgs"))
     assert not _fast.supports(spec("broken"))
     assert not _fast.supports(spec("kaplan"))
-    assert not _fast.supports(Spec(form=forms.get("offset").fix(alpha=1.0)))
+    # derived forms: a held exponent is a number, a coefficient held at 0 drops its term
+    assert _fast.supports(Spec(form=forms.get("offset").fix(alpha=1.0)))
+    assert _fast.supports(Spec(form=forms.get("chinchilla").fix(E=0.0, beta=0.3)))
+    assert not _fast.supports(Spec(form=forms.get("offset").fix(L_inf=0.5)))  # a nonzero held coefficient
+    assert not _fast.supports(Spec(form=forms.get("offset").fix(A=0.0)))  # would leave alpha unidentified
+    assert not _fast.supports(Spec(form=forms.get("broken").fix(L_inf=0.0)))
+
+
+@pytest.mark.parametrize("form, fixed", [("offset", {"alpha": 1.0}), ("offset", {"L_inf": 0.0}),
+                                         ("power", {"alpha": 0.5})])
+def test_numpy_engine_matches_for_held_parameters(monkeypatch, form, fixed):
+    y = noisy_offset(32, seed=6)
+    fast, compiled = both(monkeypatch, form, D, y, fixed=fixed)
+    assert_same_fit(fast, compiled)
+
+
+@pytest.mark.parametrize("form, name", [("offset", "alpha"), ("power", "alpha")])
+def test_numpy_engine_matches_for_profile_intervals(monkeypatch, form, name):
+    """Profiles hold an exponent per refit, read from the data: the engine must give the
+    compiled core's profile objective, hence the same interval."""
+    y = noisy_offset(8, seed=7)
+    res = scaling.fit(form, D, y)
+    fast = res.profile_ci(name)
+    monkeypatch.setattr(_fast, "ENABLED", False)
+    compiled = res.profile_ci(name)
+    np.testing.assert_allclose(fast, compiled, rtol=1e-7)
+    assert np.all(np.isfinite(fast))
+
+
+def test_profiled_power_sum_is_the_form_itself():
+    """The derived description of a profiled form computes the profiled law (exponent from data)."""
+    from scaling._profile import profiled_form
+
+    pform = profiled_form(forms.get("offset"), "alpha")
+    assert _fast.power_sum(pform) is not None
+    rng = np.random.default_rng(1)
+    params = {"L_inf": rng.uniform(0.1, 1, 4), "A": rng.uniform(1, 5, 4)}
+    x = {"x": rng.uniform(2.0, 1e4, (4, 6)), "_profile": np.repeat(rng.uniform(0.1, 2, (4, 1)), 6, axis=1)}
+    reference = params["L_inf"][:, None] + params["A"][:, None] * x["x"] ** -x["_profile"]
+    np.testing.assert_allclose(_fast.law_values(pform, params, x), reference, rtol=1e-13)
 
 
 @pytest.mark.parametrize("name", ["power", "offset", "variance_limited", "chinchilla"])
@@ -134,3 +173,27 @@ def test_power_sum_fits_load_neither_jax_nor_scipy():
             "print(round(float(r.params['alpha']), 6), sorted(m for m in ('jax', 'scipy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "0.45 []"
+
+
+@pytest.mark.parametrize("form, objective", [(forms.get("offset"), "log_mse"), (forms.get("chinchilla"), "mse"),
+                                             (forms.get("offset").fix(alpha=1.0), "log_mse"),
+                                             (forms.get("power"), "log_huber")])
+def test_closed_form_jacobian_matches_automatic_differentiation(form, objective):
+    """Covariances of power sums use closed-form derivatives; jax.jacfwd of the form's own model is the reference."""
+    import jax.numpy as jnp
+
+    from scaling._engine import compiled
+    from scaling._x64 import enable_x64
+
+    rng = np.random.default_rng(2)
+    m, n = 5, 9
+    params = {p: rng.uniform(0.2, 1.5, m) for p in form.params}
+    x = {v: rng.uniform(2.0, 1e4, (m, n)) for v in form.variables}
+    y = rng.uniform(0.5, 2.0, (m, n))
+    spec = Spec(form=form, objective=get_objective(objective))
+    J, r = _fast.residual_jacobian(form, spec.objective, params, x, y)
+    with enable_x64():
+        J_ad, r_ad = compiled().batch_residual_jacobian(spec, {k: jnp.asarray(v) for k, v in params.items()},
+                                                        {v: jnp.asarray(a) for v, a in x.items()}, jnp.asarray(y))
+    np.testing.assert_allclose(r, np.asarray(r_ad), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(J, np.asarray(J_ad), rtol=1e-11, atol=1e-14)
