@@ -184,7 +184,9 @@ def krr_theory(eigenvalues, coefficients, n, *, ridge: float = 0.0, noise: float
 
 
 @jax.jit
-def _rf_one(lam, power, n, k, ridge, noise):
+def _rf_gamma(lam, n, k, ridge):
+    """The self-consistent ``gamma`` of one ``(n, k)`` cell (ridgeless: a function of
+    ``min(n, k)`` alone)."""
     total = jnp.sum(lam)
     n_pos = lam.shape[0]
     tiny = jnp.min(lam) * 1e-14
@@ -212,7 +214,13 @@ def _rf_one(lam, power, n, k, ridge, noise):
         return jnp.where(saturated, 0.0, jnp.exp(_bisect_log(lambda lg: _z(lam, jnp.exp(lg)) - m, jnp.log(tiny), big)))
 
     # only the branch in use is solved (a ridge shared by a vmapped grid keeps this a real branch)
-    gamma = jax.lax.cond(ridge > 0, gamma_ridge, gamma_0, None)
+    return jax.lax.cond(ridge > 0, gamma_ridge, gamma_0, None)
+
+
+@jax.jit
+def _rf_from_gamma(lam, power, n, k, ridge, noise, gamma):
+    """Test MSE, gamma, kappa and E0 of one ``(n, k)`` cell given its ``gamma``."""
+    saturated = jnp.minimum(n, k) >= lam.shape[0] - 1e-9
     L = jnp.where((ridge == 0) & saturated, 1.0, lam / (lam + gamma))
     z = jnp.sum(L)
     q = jnp.sum(L**2)
@@ -294,9 +302,19 @@ def rf_theory(eigenvalues, coefficients, n, k, *, ridge: float = 0.0, noise: flo
     else:
         nb, kb = np.broadcast_arrays(n_arr, k_arr)
     with enable_x64():
-        fn = jax.vmap(_rf_one, in_axes=(None, None, 0, 0, None, None))
-        out = fn(jnp.asarray(lam), jnp.asarray(power), jnp.asarray(_padded(nb.ravel())),
-                 jnp.asarray(_padded(kb.ravel())), ridge, noise)
+        lam_d, n_d, k_d = jnp.asarray(lam), jnp.asarray(_padded(nb.ravel())), jnp.asarray(_padded(kb.ravel()))
+        if ridge == 0:
+            # ridgeless, gamma depends on min(n, k) only: one root per distinct value (a D x P
+            # grid of s sizes has s, not s^2), then every cell from its gamma
+            m = np.minimum(nb, kb).ravel()
+            distinct, which = np.unique(m, return_inverse=True)
+            md = jnp.asarray(_padded(distinct))
+            g = np.asarray(jax.vmap(_rf_gamma, in_axes=(None, 0, 0, None))(lam_d, md, md, ridge))[which]
+            gamma_d = jnp.asarray(_padded(g))
+        else:
+            gamma_d = jax.vmap(_rf_gamma, in_axes=(None, 0, 0, None))(lam_d, n_d, k_d, ridge)
+        fn = jax.vmap(_rf_from_gamma, in_axes=(None, None, 0, 0, None, None, 0))
+        out = fn(lam_d, jnp.asarray(power), n_d, k_d, ridge, noise, gamma_d)
         test, gamma, kappa, E0 = (np.asarray(a)[: nb.size].reshape(nb.shape) for a in out)
     if grid:
         dims, coords = ("D", "P"), {"D": n_arr, "P": k_arr}
