@@ -24,6 +24,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scheduler", default=None, help="Dask scheduler address for the sweeps")
     ap.add_argument("--embeddings", default=None, help="Fig. 3 on your own embeddings (.npy/.nc/.zarr) ...")
     ap.add_argument("--labels", default=None, help="... with their integer labels (.npy)")
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="figures made side by side in worker processes (default: 2 on a CPU-only host "
+                         "with 2+ cores, 1 with a GPU/TPU)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--debug", action="store_true", help="stop at the first failing figure with its traceback")
     args = ap.parse_args(argv)
@@ -38,7 +41,7 @@ def main(argv=None) -> int:
             executor = "dask" if args.scheduler else args.executor
             result = run(args.out, preset=args.preset, only=only, executor=executor, scheduler=args.scheduler,
                          data_dir=args.data_dir, embeddings=args.embeddings, labels=args.labels,
-                         progress=not args.no_progress, raise_errors=args.debug)
+                         progress=not args.no_progress, raise_errors=args.debug, jobs=args.jobs)
     except Exception as exc:  # noqa: BLE001 - the command reports one line; --debug shows the traceback
         if args.debug:
             raise

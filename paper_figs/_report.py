@@ -14,10 +14,11 @@ def _num(v):
 
 
 def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, float], failures: dict[str, str],
-                 command: str | None = None) -> Path:
+                 command: str | None = None, wall: float | None = None, jobs: int = 1) -> Path:
     """Write ``report.md`` and ``report.csv`` (the rows as data) under ``out``; return the .md path.
 
-    ``command`` is what made them (default ``python -m paper_figs --preset <preset>``).
+    ``command`` is what made them (default ``python -m paper_figs --preset <preset>``);
+    ``wall``, the run's wall-clock seconds, with ``jobs`` figures made side by side.
     """
     command = command or f"python -m paper_figs --preset {preset}"
     lines = [
@@ -38,7 +39,12 @@ def write_report(out: Path, rows: list[Row], *, preset: str, timings: dict[str, 
                      f"{r.regime} | {r.verdict} |")
     lines += ["", "## Run", "", "| figure | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
-    lines.append(f"| total | {sum(timings.values()):.0f} |")
+    if jobs > 1:
+        lines.append(f"| sum over figures ({jobs} made side by side) | {sum(timings.values()):.0f} |")
+    else:
+        lines.append(f"| total | {sum(timings.values()):.0f} |")
+    if wall is not None:
+        lines.append(f"| wall clock | {wall:.0f} |")
     if failures:
         lines += ["", "## Failures", ""] + [f"- {k}: {v}" for k, v in failures.items()]
     path = Path(out) / "report.md"

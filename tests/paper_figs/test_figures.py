@@ -71,3 +71,28 @@ def test_paper_figs_doctests():
         assert result.failed == 0, (module.__name__, result)
         attempted[module.__name__] = result.attempted
     assert attempted["paper_figs._common"] >= 8 and attempted["paper_figs"] >= 2, attempted  # the examples exist
+
+
+def test_jobs_default_and_refusals(monkeypatch, tmp_path):
+    monkeypatch.setattr(paper_figs, "_accelerator_present", lambda: False)
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    assert paper_figs.default_jobs(6) == 2 and paper_figs.default_jobs(1) == 1
+    monkeypatch.setattr(paper_figs, "_accelerator_present", lambda: True)
+    assert paper_figs.default_jobs(6) == 1  # one device, one process
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match=f"jobs must be a positive integer, got {bad!r}"):
+            paper_figs.run(tmp_path, only=["fig4_spectra"], jobs=bad)
+
+
+def test_a_figure_failing_in_a_worker_is_recorded_and_the_others_still_run(tmp_path, capsys):
+    """The full preset without its data sets fails fast in both workers: failures come back
+    as data, one line each, and the report is still written."""
+    names = ["fig3_pretrained", "fig4_spectra"]
+    rows, report, failures = paper_figs.run(tmp_path, preset="full", only=names,
+                                            data_dir=str(tmp_path / "no-data-here"), progress=False, jobs=2)
+    assert sorted(failures) == names and rows == []
+    assert all("no-data-here" in why for why in failures.values()), failures
+    text = report.read_text()
+    assert "## Failures" in text and "2 made side by side" in text
+    out = capsys.readouterr().out
+    assert all(f"[paper_figs] {n} made" in out for n in names)
