@@ -15,6 +15,8 @@ import importlib
 import multiprocessing
 import os
 import shutil
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -110,6 +112,22 @@ def default_jobs(n_figures: int) -> int:
     return max(1, min(2, n_figures))
 
 
+def _start_method() -> str:
+    """``"fork"`` when it is safe (one thread, JAX not started: the workers then inherit the
+    imported toolkit instead of importing it again, seconds each), else ``"spawn"``."""
+    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+        return "spawn"
+    if "jax" in sys.modules:
+        try:
+            from jax._src import xla_bridge
+
+            if xla_bridge.backends_are_initialized():  # XLA's threads would not survive a fork
+                return "spawn"
+        except Exception:  # noqa: BLE001 - cannot tell: the safe choice
+            return "spawn"
+    return "fork"
+
+
 def _make_in_worker(name: str, ctx: Context, blas_threads: int):
     """One figure in a worker process: (rows, seconds, failure or None)."""
     import matplotlib
@@ -129,8 +147,8 @@ def _make_in_worker(name: str, ctx: Context, blas_threads: int):
 
 
 def _each_figure_in_processes(names, ctx: Context, jobs: int):
-    """:func:`_each_figure` with figures in ``jobs`` worker processes (started fresh: no
-    fork of a process that may hold JAX threads). Rows come back in ``names`` order."""
+    """:func:`_each_figure` with figures in ``jobs`` worker processes (forked when nothing
+    in this process has started JAX, else started fresh). Rows come back in ``names`` order."""
     results, timings, failures = {}, {}, {}
     try:
         cpus = len(os.sched_getaffinity(0))
@@ -138,7 +156,8 @@ def _each_figure_in_processes(names, ctx: Context, jobs: int):
         cpus = os.cpu_count() or 1
     blas = max(1, cpus // jobs)
     quiet = dataclasses.replace(ctx, progress=False)  # interleaved progress bars help nobody
-    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+    context = multiprocessing.get_context(_start_method())
+    with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
         futures = {pool.submit(_make_in_worker, name, quiet, blas): name for name in names}
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
