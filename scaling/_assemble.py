@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from . import _fast
 from ._engine import natural_nonlinear
 from ._forms import Form
 from ._spec import Spec
@@ -26,8 +27,10 @@ def _at_bound(form: Form, params: dict, x: dict, w: np.ndarray) -> tuple[np.ndar
     """
     m = len(next(iter(params.values())))
     at = np.zeros(m, dtype=bool)
-    names: list[list[str]] = [[] for _ in range(m)]
+    names: dict[int, list[str]] = {}
     size = None
+    terms = _fast.term_values(form, params, x)  # power sums: each coefficient's own term
+    used = w > 0
     for p in form.params:
         lo, hi = form.bounds[p]
         v = params[p]
@@ -35,10 +38,14 @@ def _at_bound(form: Form, params: dict, x: dict, w: np.ndarray) -> tuple[np.ndar
         if p in form.linear:
             if math.isfinite(lo):
                 if size is None:
-                    full = law_values(form, params, x)
-                    size = np.nanmax(np.where(w > 0, np.abs(full), 0.0), axis=-1)
-                zero = {**params, p: np.zeros(m)}
-                part = np.nanmax(np.where(w > 0, np.abs(full - law_values(form, zero, x)), 0.0), axis=-1)
+                    full = sum(np.broadcast_to(t, w.shape) for t in terms.values()) if terms is not None \
+                        else law_values(form, params, x)
+                    size = np.nanmax(np.where(used, np.abs(full), 0.0), axis=-1)
+                if terms is not None:
+                    contribution = np.broadcast_to(terms[p], w.shape)
+                else:
+                    contribution = full - law_values(form, {**params, p: np.zeros(m)}, x)
+                part = np.nanmax(np.where(used, np.abs(contribution), 0.0), axis=-1)
                 hit |= part <= AT_BOUND_RTOL * size
         else:
             if math.isfinite(lo):
@@ -47,8 +54,17 @@ def _at_bound(form: Form, params: dict, x: dict, w: np.ndarray) -> tuple[np.ndar
                 hit |= hi - v <= AT_BOUND_RTOL * max(1.0, abs(hi), (hi - lo) if math.isfinite(lo) else 1.0)
         at |= hit
         for r in np.flatnonzero(hit):
-            names[r].append(p)
+            names.setdefault(int(r), []).append(p)
     return at, names
+
+
+def _joined(names: dict[int, list[str]], m: int) -> np.ndarray:
+    """``(m,)`` str array: the comma-joined names of each curve's parameters on a bound."""
+    width = max((len(",".join(n)) for n in names.values()), default=1)
+    out = np.full(m, "", dtype=f"<U{width}")
+    for r, n in names.items():
+        out[r] = ",".join(n)
+    return out
 
 
 def assemble(spec: Spec, data: Prepared, best: dict, grids: dict, u_starts: np.ndarray, boot: dict | None) -> FitResult:
@@ -97,7 +113,7 @@ def assemble(spec: Spec, data: Prepared, best: dict, grids: dict, u_starts: np.n
         objective=scalar_or_array(value.reshape(shape)),
         converged=scalar_or_array((best["converged"] & ~masked).reshape(shape)),
         status=scalar_or_array(status.astype(str).reshape(shape)),
-        bound_params=scalar_or_array(np.array([",".join(n) for n in names], dtype=str).reshape(shape)),
+        bound_params=scalar_or_array(_joined(names, m).reshape(shape)),
         n_iter=scalar_or_array(best["n_iter"].reshape(shape)),
         batch_shape=shape,
         x=data.x,

@@ -609,6 +609,22 @@ def _linear_at(spec, ps: PowerSum, d: _Lanes, u):
     return _nnls(G, h, scale, nonneg)
 
 
+def term_values(form: Form, params, x: dict) -> dict | None:
+    """Each term ``c_j x^-e_j`` of a power-sum form for params ``(m,)`` at points ``x (m, k)``,
+    keyed by its coefficient's name (``None`` for other forms)."""
+    ps = power_sum(form)
+    if ps is None:
+        return None
+    params = {k: np.asarray(v, dtype=np.float64)[..., None] for k, v in params.items()}
+    x = {v: np.asarray(a, dtype=np.float64) for v, a in x.items()}
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for t in ps.terms:
+            c = params[t.coefficient]
+            out[t.coefficient] = c if t.variable is None else c * x[t.variable] ** -_exponent(t, params, x)
+    return out
+
+
 def law_values(form: Form, params, x: dict) -> np.ndarray | None:
     """The law of a power-sum form for params ``(m,)`` at points ``x (m, k)`` (else ``None``).
 
