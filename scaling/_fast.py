@@ -178,8 +178,34 @@ def _nnls(G, h, scale, nonneg):
     so solving the support's own subsystem gives the same numbers.
     """
     k = len(h)
+    masks = _masks(nonneg)
+    if len(masks) > 1:
+        # The whole support first: where its solution is feasible it is the minimum over
+        # every support (up to rounding), so only the other lanes try the smaller supports.
+        shape = np.broadcast_shapes(*(np.shape(a) for row in G for a in row), *(np.shape(a) for a in h))
+        c = _spd_solve([[G[i][j] + 1e-13 if i == j else G[i][j] for j in range(k)] for i in range(k)], h)
+        feasible = functools.reduce(np.logical_and, [c[i] >= -1e-10 for i in range(k) if nonneg[i]])
+        feasible = np.broadcast_to(feasible, shape)
+        if not feasible.all():
+            rest = ~feasible
+
+            def sub(a):
+                return np.broadcast_to(a, shape)[rest]
+
+            part = _nnls_supports([[sub(a) for a in row] for row in G], [sub(a) for a in h], nonneg, masks)
+            c = [np.array(np.broadcast_to(ci, shape)) for ci in c]
+            for ci, pi in zip(c, part):
+                ci[rest] = pi
+    else:
+        c = _nnls_supports(G, h, nonneg, masks)
+    return [(np.maximum(ci, 0.0) if nonneg[i] else ci) / scale[i] for i, ci in enumerate(c)]
+
+
+def _nnls_supports(G, h, nonneg, masks):
+    """Every support's solution, the best feasible kept (unscaled, not yet clipped)."""
+    k = len(h)
     best_q, best_c = None, None
-    for mask in _masks(nonneg):
+    for mask in masks:
         on = [i for i in range(k) if mask[i]]
         sub = _spd_solve([[G[i][j] + 1e-13 if i == j else G[i][j] for j in on] for i in on], [h[i] for i in on])
         c = [0.0] * k
@@ -204,7 +230,7 @@ def _nnls(G, h, scale, nonneg):
             better = (q < best_q) | (np.isnan(q) & ~np.isnan(best_q))
             best_q = np.where(better, q, best_q)
             best_c = [np.where(better, a, b) for a, b in zip(c, best_c)]
-    return [(np.maximum(c, 0.0) if nonneg[i] else c) / scale[i] for i, c in enumerate(best_c)]
+    return best_c
 
 
 # ---------------------------------------------------------------- start scoring
