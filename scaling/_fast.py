@@ -481,21 +481,31 @@ def _damped_newton(spec, prob: _Problem, z0, nonneg, lanes: _Lanes, max_iter: in
         lam, nu = X[i_lam], X[i_nu]
         dC = C[diag, diag]
         dd = np.where(dC > 0, dC, 1.0)
-        if any_nonneg and (fix := nn & (z <= 0) & (g > 0)).any():
+        fix = nn & (z <= 0) & (g > 0) if any_nonneg else None
+        if any_nonneg and fix.any():
             keep = (~fix).astype(np.float64)
-            Ck = C * keep[:, None] * keep[None, :]
-            M = Ck.copy()
+            M = C * keep[:, None] * keep[None, :]
             M[diag, diag] += lam * dd + (1.0 - keep)
             gk = g * keep
         else:  # nothing held: the masks are all ones (the same numbers, fewer operations)
-            Ck = C
             M = C.copy()
             M[diag, diag] += lam * dd
             gk = g
         zs = z - np.stack(_spd_solve(M, gk))
+        if any_nonneg and (cross := nn & (zs < 0) & ~fix).any():
+            # Coordinates the step takes below 0 go to 0 exactly, and the others are solved
+            # again with them there (clipping alone leaves the others where the unclipped
+            # step put them: a poor point, rejected, and a crawl onto the bound).
+            act = cross | fix
+            keep2 = (~act).astype(np.float64)
+            dza = np.where(cross, -z, 0.0)
+            M2 = C * keep2[:, None] * keep2[None, :]
+            M2[diag, diag] += lam * dd + (1.0 - keep2)
+            rhs = (g + np.einsum("ijl,jl->il", C, dza)) * keep2
+            zs = np.where(cross.any(axis=0), z - np.stack(_spd_solve(M2, rhs)) + dza, zs)
         zn = np.where(nn, np.maximum(zs, 0.0), zs) if any_nonneg else zs
         dz = zn - z
-        pred = -(np.einsum("il,il->l", g, dz) + 0.5 * np.einsum("il,ijl,jl->l", dz, Ck, dz))
+        pred = -(np.einsum("il,il->l", g, dz) + 0.5 * np.einsum("il,ijl,jl->l", dz, C, dz))
         Xn = np.empty_like(X)
         Xn[iz] = zn
         Xn[P:i_lam] = prob.evaluate(zn, lanes)

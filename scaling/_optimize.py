@@ -307,6 +307,10 @@ def damped_newton(spec: Spec, objective_fn, residual_fn, z0, nonneg, w) -> Minim
     Converged: the projected gradient satisfies ``max|g| <= gtol * max(1, objective)``;
     or an accepted step is below ``XTOL`` relative; or the objective stops decreasing (by
     ``FTOL`` relative) with the gradient within ``sqrt(gtol)``.
+
+    A step that would take ``nonneg`` coordinates below 0 puts them at 0 and solves the
+    damped system again for the others with them there (a projected Newton step), so fits
+    whose optimum lies on a bound land on it instead of crawling towards it.
     """
     value_and_grad = jax.value_and_grad(objective_fn)
     hessian = jax.hessian(objective_fn)
@@ -334,9 +338,18 @@ def damped_newton(spec: Spec, objective_fn, residual_fn, z0, nonneg, w) -> Minim
         keep = (~fix).astype(C.dtype)
         Ck = C * keep[:, None] * keep[None, :]
         step = -spd_solve(Ck + lam * d * eye + jnp.diag(1.0 - keep), g * keep)
+        # Coordinates the step takes below 0 go to 0 exactly, and the others are solved
+        # again with them there (clipping alone leaves the others where the unclipped step
+        # put them: a poor point, rejected, and a crawl onto the bound).
+        cross = nonneg & (z + step < 0) & ~fix
+        keep2 = (~(cross | fix)).astype(C.dtype)
+        dza = jnp.where(cross, -z, 0.0)
+        C2 = C * keep2[:, None] * keep2[None, :]
+        step2 = -spd_solve(C2 + lam * d * eye + jnp.diag(1.0 - keep2), (g + C @ dza) * keep2) + dza
+        step = jnp.where(jnp.any(cross), step2, step)
         zn = jnp.where(nonneg, jnp.maximum(z + step, 0.0), z + step)
         dz = zn - z
-        pred = -(g @ dz + 0.5 * dz @ (Ck @ dz))
+        pred = -(g @ dz + 0.5 * dz @ (C @ dz))  # = dz Ck dz when nothing crossed (dz = 0 where held)
         fn, gn, Cn = evaluate(zn)
         accept = jnp.isfinite(fn) & (fn < f)
         rho = (f - fn) / jnp.where(pred > 0, pred, jnp.inf)
