@@ -36,6 +36,12 @@ def _distinct_per_row(a: np.ndarray, used: np.ndarray) -> np.ndarray:
 
 def distinct_counts(form: Form, xs: dict, used: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per curve: distinct design points, and the fewest distinct values of any variable."""
+    m = used.shape[0]
+    if m > 1 and np.array_equal(used, np.broadcast_to(used[:1], used.shape)) and all(
+            np.array_equal(xs[v], np.broadcast_to(xs[v][:1], xs[v].shape)) for v in form.variables):
+        # every curve has the same design (a shared x): count it once
+        points, fewest = distinct_counts(form, {v: xs[v][:1] for v in form.variables}, used[:1])
+        return np.repeat(points, m), np.repeat(fewest, m)
     per_var = [_distinct_per_row(xs[v], used) for v in form.variables]
     fewest = np.min(per_var, axis=0)
     if len(form.variables) == 1:
@@ -178,17 +184,17 @@ def prepare(form: Form, x, y, weights, *, log_objective: bool, skipna: bool, err
     if ok_rows.size and not internal:
         points, fewest = distinct_counts(form, {v: a[ok_rows] for v, a in xs.items()}, informative[ok_rows])
         need_each = 3 if len(variables) > 1 else 1
-        for i, r in enumerate(ok_rows):
+        for i in np.flatnonzero((points < p) | (fewest < need_each)):
+            r = ok_rows[i]
             if r in messages:
                 continue
-            if points[i] < p or fewest[i] < need_each:
-                what = (f"{points[i]} distinct x values" if len(variables) == 1 else
-                        f"{points[i]} distinct ({', '.join(variables)}) points and as few as {fewest[i]} distinct "
-                        f"values of one variable (each needs >= 3)")
-                messages[r] = _where(batch_shape, r) + (
-                    f"unidentifiable: {what} cannot determine the {p} parameters {form.params} of form "
-                    f"{form.name!r}; need at least {p} distinct x values (repeats do not help)")
-                unident[r] = True
+            what = (f"{points[i]} distinct x values" if len(variables) == 1 else
+                    f"{points[i]} distinct ({', '.join(variables)}) points and as few as {fewest[i]} distinct "
+                    f"values of one variable (each needs >= 3)")
+            messages[r] = _where(batch_shape, r) + (
+                f"unidentifiable: {what} cannot determine the {p} parameters {form.params} of form "
+                f"{form.name!r}; need at least {p} distinct x values (repeats do not help)")
+            unident[r] = True
     yv = np.where(used & ~nonfinite, y, np.nan)
     finite_any = np.any(~np.isnan(yv), axis=-1) if n > 0 else np.zeros(m, bool)
     hi = np.max(np.where(np.isnan(yv), -np.inf, yv), axis=-1, initial=-np.inf)
