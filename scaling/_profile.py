@@ -166,16 +166,19 @@ def profile_ci(result, name: str, level: float = 0.95, *, n_grid: int = 25, max_
 
 def _robust_scale(result) -> np.ndarray:
     """``xi = [sum w psi^2 / (n - p)] / [sum w psi' / n]`` per curve (``2 RSS/(n-p)`` for least squares)."""
-    import jax.numpy as jnp
-
     obj = result.spec.objective
     r = np.nan_to_num(result.residuals().reshape(result.y.shape))
     w = result.w
     n = w.sum(axis=-1)
     p = len(result.form.params)
-    with enable_x64():
-        psi2 = np.asarray(obj.psi(jnp.asarray(r))) ** 2
-        dpsi = np.asarray(obj.dpsi(jnp.asarray(r)))
+    if obj.gaussian:  # rho = r^2: psi = 2 r, psi' = 2 (no JAX needed)
+        psi2, dpsi = (2.0 * r) ** 2, np.full(r.shape, 2.0)
+    else:
+        import jax.numpy as jnp
+
+        with enable_x64():
+            psi2 = np.asarray(obj.psi(jnp.asarray(r))) ** 2
+            dpsi = np.asarray(obj.dpsi(jnp.asarray(r)))
     meat = (w * psi2).sum(-1) / np.maximum(n - p, 1)
     bread = (w * dpsi).sum(-1) / np.maximum(n, 1e-300)
     with np.errstate(divide="ignore", invalid="ignore"):

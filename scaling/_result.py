@@ -215,14 +215,14 @@ class FitResult:
         p = len(self.form.params)
         n = w.sum(axis=-1)
         obj = self.spec.objective
-        import jax.numpy as jnp
+        if obj.gaussian:
+            s2 = (w * r**2).sum(axis=-1) / np.maximum(n - p, 1)
+            bread_w = w
+            meat_w = None
+        else:
+            import jax.numpy as jnp
 
-        with enable_x64():
-            if obj.gaussian:
-                s2 = (w * r**2).sum(axis=-1) / np.maximum(n - p, 1)
-                bread_w = w
-                meat_w = None
-            else:
+            with enable_x64():
                 bread_w = w * np.asarray(obj.bread_weights(jnp.asarray(r), jnp.asarray(w)))
                 meat_w = w * np.asarray(obj.psi(jnp.asarray(r))) ** 2
         A = np.einsum("mni,mn,mnj->mij", J, bread_w, J)
