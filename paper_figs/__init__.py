@@ -115,7 +115,8 @@ def default_jobs(n_figures: int) -> int:
 def _start_method() -> str:
     """``"fork"`` when it is safe (one thread, JAX not started: the workers then inherit the
     imported toolkit instead of importing it again, seconds each), else ``"spawn"``."""
-    if "fork" not in multiprocessing.get_all_start_methods() or threading.active_count() > 1:
+    # Linux only: macOS system libraries are not fork-safe (Python's default there is spawn)
+    if not sys.platform.startswith("linux") or threading.active_count() > 1:
         return "spawn"
     if "jax" in sys.modules:
         try:
