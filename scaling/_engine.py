@@ -122,7 +122,8 @@ def _base_scales(form: Form, x: dict, w: np.ndarray) -> dict[str, np.ndarray] | 
         a = np.asarray(x[v], dtype=np.float64)
         used = (w > 0) & np.isfinite(a) & (a > 0)
         r = np.min(np.where(used, a, np.inf), axis=-1)
-        scales[v] = np.where(np.isfinite(r), r, 1.0)
+        # far outside [1e-100, 1e100], r^e could overflow or underflow when scaling back: keep x
+        scales[v] = np.where(np.isfinite(r) & (r > 1e-100) & (r < 1e100), r, 1.0)
     return scales
 
 

@@ -208,3 +208,16 @@ def test_power_sum_uncertainty_loads_no_jax():
             "print(bool(lo < r.params['alpha'] < hi), bool(se > 0), 'jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "True True False"
+
+
+@pytest.mark.parametrize("unit", [1e-6, 1.0, 1e6])
+def test_power_sum_fits_do_not_depend_on_the_units_of_x(unit):
+    """Both engines fit against x / (smallest used x): rescaling x changes only the coefficient
+    of each term by unit^e (here A by unit^alpha), never the fit."""
+    y = noisy_offset(40, seed=8)
+    base = scaling.fit("offset", D, y)
+    scaled = scaling.fit("offset", D * unit, y)
+    np.testing.assert_array_equal(scaled.status, base.status)
+    np.testing.assert_allclose(scaled.params["alpha"], base.params["alpha"], rtol=1e-12)
+    np.testing.assert_allclose(scaled.params["L_inf"], base.params["L_inf"], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(scaled.params["A"], base.params["A"] * unit ** base.params["alpha"], rtol=1e-10)
