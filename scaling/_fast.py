@@ -243,6 +243,14 @@ def _gram(v, a, b):
     """``sum_n v a b`` for ``v (n, m)`` and columns broadcasting to ``(n, m|1, S)`` -> ``(m, S)``."""
     if np.ndim(a) == 0 and np.ndim(b) == 0:
         return (v.sum(axis=0) * (a * b))[:, None]
+    if np.ndim(a) == 0:
+        a, b = b, a
+    if np.ndim(b) == 0:  # a column times a constant (the offset's column of ones): no product array
+        if a.shape[1] == 1:
+            return np.einsum("nm,ns->ms", v, a[:, 0, :]) * b
+        return np.einsum("nm,nms->ms", v, a) * b
+    if a.shape[1] > 1 and b.shape[1] > 1:  # both per curve: one pass, no product array
+        return np.einsum("nm,nms,nms->ms", v, a, b)
     prod = a * b
     # einsum, not a BLAS matmul: multithreaded BLAS on these thin products is slower
     # than one core, and much slower on a busy machine.
