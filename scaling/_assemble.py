@@ -38,8 +38,7 @@ def _at_bound(form: Form, params: dict, x: dict, w: np.ndarray) -> tuple[np.ndar
         if p in form.linear:
             if math.isfinite(lo):
                 if size is None:
-                    full = sum(np.broadcast_to(t, w.shape) for t in terms.values()) if terms is not None \
-                        else law_values(form, params, x)
+                    full = law_values(form, params, x) if terms is None else sum(terms.values())
                     size = np.nanmax(np.where(used, np.abs(full), 0.0), axis=-1)
                 if terms is not None:
                     contribution = np.broadcast_to(terms[p], w.shape)

@@ -670,25 +670,18 @@ def term_values(form: Form, params, x: dict) -> dict | None:
 
 
 def law_values(form: Form, params, x: dict) -> np.ndarray | None:
-    """The law of a power-sum form for params ``(m,)`` at points ``x (m, k)`` (else ``None``).
+    """The law of a power-sum form for params ``(m,)`` at points ``x (m, k)`` (else ``None``):
+    the sum of :func:`term_values`.
 
     Powers as ``x ** -e`` (as the forms' own models compute them), in float64.
     """
-    ps = power_sum(form)
-    if ps is None:
+    terms = term_values(form, params, x)
+    if terms is None:
         return None
-    params = {k: np.asarray(v, dtype=np.float64) for k, v in params.items()}
-    x = {v: np.asarray(a, dtype=np.float64) for v, a in x.items()}
-    shape = np.broadcast_shapes(*(np.shape(a) for a in x.values()), np.shape(params[ps.terms[0].coefficient]) + (1,))
-    out = np.zeros(shape)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        for t in ps.terms:
-            c = params[t.coefficient][..., None]
-            if t.variable is None:
-                out += c
-            else:
-                e = _exponent(t, {k: v[..., None] for k, v in params.items()}, x)
-                out += c * x[t.variable] ** -e
+    out = np.zeros(np.broadcast_shapes(*(np.shape(t) for t in terms.values()),
+                                       *(np.shape(a) for a in x.values())))
+    for t in terms.values():
+        out += t
     return out
 
 
