@@ -71,8 +71,9 @@ def _names(only) -> list[str]:
     return names
 
 
-def _each_figure(names, make, *, raise_errors: bool, verb: str):
-    """Call ``make(module)`` for every figure; failures are kept as data (one line printed each)."""
+def _each_figure(names, make, *, raise_errors: bool, verb: str, announce: bool = True):
+    """Call ``make(module)`` for every figure; failures are kept as data (one line printed
+    each, unless ``announce`` is False)."""
     rows, timings, failures = [], {}, {}
     for name in names:
         t0 = time.perf_counter()
@@ -83,9 +84,21 @@ def _each_figure(names, make, *, raise_errors: bool, verb: str):
                 raise
             failures[name] = f"{type(exc).__name__}: {exc}"
         timings[name] = time.perf_counter() - t0
-        status = f" (FAILED: {failures[name]})" if name in failures else ""
-        print(f"[paper_figs] {name} {verb}: {timings[name]:.0f} s{status}", flush=True)
+        if announce:
+            _announce(name, verb, timings[name], failures.get(name))
     return rows, timings, failures
+
+
+def _announce(name: str, verb: str, seconds: float, failure: str | None) -> None:
+    status = f" (FAILED: {failure})" if failure is not None else ""
+    print(f"[paper_figs] {name} {verb}: {seconds:.0f} s{status}", flush=True)
+
+
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 def _accelerator_present() -> bool:
@@ -103,11 +116,7 @@ def default_jobs(n_figures: int) -> int:
     at least two CPU cores and no accelerator (a figure alternates between sweeps that use
     every core and single-threaded fitting, compiling and plotting, which the other fills),
     one on a GPU/TPU host (one device, one process)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
-    if cpus < 2 or _accelerator_present():
+    if _usable_cpus() < 2 or _accelerator_present():
         return 1
     return max(1, min(2, n_figures))
 
@@ -130,32 +139,24 @@ def _start_method() -> str:
 
 
 def _make_in_worker(name: str, ctx: Context, blas_threads: int):
-    """One figure in a worker process: (rows, seconds, failure or None)."""
+    """:func:`_each_figure` for one figure in a worker process (the parent prints its line:
+    a worker's stdout may not be the caller's, e.g. under pytest or in a notebook)."""
     import matplotlib
 
     matplotlib.use("Agg")
     from threadpoolctl import threadpool_limits
 
-    t0 = time.perf_counter()
     # the cores are shared with the other figure: BLAS threads that spin-wait for a busy
     # core would slow both down
     with threadpool_limits(blas_threads, user_api="blas"):
-        try:
-            rows = importlib.import_module(f"paper_figs.{name}").run(ctx)
-            return rows, time.perf_counter() - t0, None
-        except Exception as exc:  # noqa: BLE001 - as data, like an in-process failure
-            return [], time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
+        return _each_figure([name], lambda module: module.run(ctx), raise_errors=False, verb="made", announce=False)
 
 
 def _each_figure_in_processes(names, ctx: Context, jobs: int):
     """:func:`_each_figure` with figures in ``jobs`` worker processes (forked when nothing
     in this process has started JAX, else started fresh). Rows come back in ``names`` order."""
     results, timings, failures = {}, {}, {}
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cpus = os.cpu_count() or 1
-    blas = max(1, cpus // jobs)
+    blas = max(1, _usable_cpus() // jobs)
     quiet = dataclasses.replace(ctx, progress=False)  # interleaved progress bars help nobody
     context = multiprocessing.get_context(_start_method())
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:
@@ -163,14 +164,13 @@ def _each_figure_in_processes(names, ctx: Context, jobs: int):
         for fut in concurrent.futures.as_completed(futures):
             name = futures[fut]
             try:
-                rows, seconds, failure = fut.result()
+                rows, seconds, failed = fut.result()
             except Exception as exc:  # noqa: BLE001 - a worker that died (out of memory, killed)
-                rows, seconds, failure = [], float("nan"), f"{type(exc).__name__}: {exc}"
-            results[name], timings[name] = rows, seconds
-            if failure is not None:
-                failures[name] = failure
-            status = f" (FAILED: {failure})" if failure is not None else ""
-            print(f"[paper_figs] {name} made: {seconds:.0f} s{status}", flush=True)
+                rows, seconds, failed = [], {name: float("nan")}, {name: f"{type(exc).__name__}: {exc}"}
+            _announce(name, "made", seconds[name], failed.get(name))
+            results[name] = rows
+            timings.update(seconds)
+            failures.update(failed)
     rows = [r for name in names for r in results.get(name, [])]
     return rows, {name: timings[name] for name in names if name in timings}, failures
 
