@@ -115,7 +115,16 @@ def default_jobs(n_figures: int) -> int:
     """Figures made side by side by :func:`run` when ``jobs`` is not given: two on a host with
     at least two CPU cores and no accelerator (a figure alternates between sweeps that use
     every core and single-threaded fitting, compiling and plotting, which the other fills),
-    one on a GPU/TPU host (one device, one process)."""
+    one on a GPU/TPU host (one device, one process).
+
+    Examples
+    --------
+    >>> import paper_figs
+    >>> paper_figs.default_jobs(1)  # one figure: nothing to run beside it
+    1
+    >>> paper_figs.default_jobs(6) in (1, 2)
+    True
+    """
     if _usable_cpus() < 2 or _accelerator_present():
         return 1
     return max(1, min(2, n_figures))
