@@ -19,6 +19,7 @@ import jax
 import numpy as np
 import scipy.special
 
+from . import _prng
 from ._kinds import Param, TaskKind, register_task
 from ._teacher_student import numpy_generator
 from ._units import UnitData
@@ -61,7 +62,7 @@ class HypercubeTeacher:
 
     @functools.cached_property
     def _params(self):
-        gen = numpy_generator(jax.random.fold_in(jax.random.key(self.seed), self.input_dim))
+        gen = numpy_generator(_prng.fold_in(_prng.key(self.seed), self.input_dim))
         if self.kind == "gaussian_process":
             d, m = self.input_dim, self.n_modes
             omega = gen.standard_normal((m, d)) * (self.frequency / math.sqrt(d))
@@ -171,7 +172,7 @@ def _hypercube_data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
     t = spec.params("task", coords)
     teacher = _cached_teacher(t["input_dim"], t["teacher"], t["width"], t["depth"], t["b_std"], t["frequency"],
                               t["n_modes"], t["teacher_seed"])
-    k_x, k_e = jax.random.split(key)
+    k_x, k_e = _prng.split(key)
     n = n_pool + spec.n_test + n_val
     x, y = teacher.sample(k_x, n)
     if t["noise"]:

@@ -10,15 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 from scaling import enable_x64
 
+from . import _prng
+
 
 def _key(key):
-    return jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    return _prng.key(key)
 
 
 def numpy_generator(key) -> np.random.Generator:
     """A numpy Generator seeded deterministically from a JAX key: for bulk Gaussian draws,
     where numpy's PCG64 is several times faster than JAX's threefry on CPUs."""
-    bits = np.asarray(jax.random.bits(_key(key), (4,), dtype=jnp.uint32), dtype=np.uint64)
+    bits = _prng.bits32(_key(key), 4).astype(np.uint64)
     return np.random.default_rng([int(b) for b in bits])
 
 
@@ -78,7 +80,7 @@ class TeacherStudent:
 
         Materialises all ``S`` features: use :meth:`sample_features` for large ``S``.
         """
-        k_x, k_w, k_e = jax.random.split(_key(key), 3)
+        k_x, k_w, k_e = _prng.split(_key(key), 3)
         with enable_x64():
             F = np.asarray(jax.random.normal(k_x, (n, self.n_features), dtype=jnp.float64)) * np.sqrt(self.eigenvalues)
             eps = np.asarray(jax.random.normal(k_e, (n,), dtype=jnp.float64))
@@ -104,7 +106,7 @@ class TeacherStudent:
             risk of any linear predictor follows from it (see
             :func:`kernels.rf_learning_curve`'s ``population_covariance``).
         """
-        k_p, k_w, k_z, k_e = jax.random.split(_key(key), 4)
+        k_p, k_w, k_z, k_e = _prng.split(_key(key), 4)
         lam = self.eigenvalues
         w = self.weights(k_w)
         P = int(n_student)
@@ -137,7 +139,7 @@ class TeacherStudent:
 
 
 def _projected_draw(task: TeacherStudent, key, n: int):
-    k_w, k_g, k_e, k_f, k_b = jax.random.split(_key(key), 5)
+    k_w, k_g, k_e, k_f, k_b = _prng.split(_key(key), 5)
     lam = task.eigenvalues
     w = task.weights(k_w)
     g = numpy_generator(k_g).standard_normal((n, task.n_features)) * np.sqrt(lam)  # teacher features

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from . import _prng
 from ._teacher_student import numpy_generator
 
 
@@ -37,7 +38,7 @@ def superclass(labels, n_groups: int, *, mapping=None, key=0) -> np.ndarray:
     if not isinstance(n_groups, (int, np.integer)) or not 1 <= n_groups <= n_classes:
         raise ValueError(f"n_groups must be an integer in [1, {n_classes}], got {n_groups!r}")
     if mapping is None:
-        perm = numpy_generator(jax.random.key(key) if isinstance(key, (int, np.integer)) else key).permutation(n_classes)
+        perm = numpy_generator(_prng.key(key)).permutation(n_classes)
         mapping = np.empty(n_classes, dtype=np.int64)
         mapping[perm] = np.arange(n_classes) % n_groups
     mapping = np.asarray(mapping)
@@ -63,7 +64,7 @@ def add_input_noise(x, scale: float, *, key) -> np.ndarray:
     x = np.asarray(x)
     if scale == 0:
         return x.copy()
-    k = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    k = _prng.key(key)
     return (x + scale * numpy_generator(k).standard_normal(x.shape)).astype(x.dtype)
 
 
@@ -83,7 +84,7 @@ def nested_subsets(n: int, sizes, *, key) -> list[np.ndarray]:
     sizes = [int(s) for s in sizes]
     if any(s < 1 or s > n for s in sizes):
         raise ValueError(f"subset sizes must lie in [1, {n}], got {sizes}")
-    k = jax.random.key(key) if isinstance(key, (int, np.integer)) else key
+    k = _prng.key(key)
     perm = np.asarray(jax.random.permutation(k, n))
     return [perm[:s] for s in sizes]
 

@@ -25,8 +25,9 @@ import kernels
 
 from ._datasets import load_dataset
 from ._features import load_embeddings
-from ._kinds import REQUIRED, ModelKind, Param, TaskKind, model_kind, register_model, register_task
+from ._kinds import REQUIRED, ModelKind, host_threads, Param, TaskKind, model_kind, register_model, register_task
 from ._networks import TrainConfig, _launch_training, _loss, network, predict, width_for_parameters
+from . import _prng
 from ._rf import rf_grid
 from ._spec import SweepSpec
 from ._teacher_student import numpy_generator, projected_risk, sample_projected, teacher_student
@@ -37,10 +38,10 @@ METRICS = ("test_loss", "train_loss", "test_accuracy")
 
 def unit_key(spec: SweepSpec, coords: dict, seed: int):
     """The PRNG key of a cell: the seed, folded with a stable hash of its other coordinates."""
-    key = jax.random.key(int(seed))
+    key = _prng.key(int(seed))
     rest = {k: v for k, v in sorted(coords.items()) if k != "seed"}
     if rest:
-        key = jax.random.fold_in(key, zlib.crc32(repr(rest).encode()) & 0x7FFFFFFF)
+        key = _prng.fold_in(key, zlib.crc32(repr(rest).encode()) & 0x7FFFFFFF)
     return key
 
 
@@ -109,7 +110,7 @@ def _teacher_network(input_dim, width, depth, activation, teacher_seed):
 def _random_network_teacher_data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
     t = spec.params("task", coords)
     d = t["input_dim"]
-    k_x, _, k_e = jax.random.split(key, 3)
+    k_x, _, k_e = _prng.split(key, 3)
     n = n_pool + spec.n_test + n_val
     gen = numpy_generator(k_x)
     x = gen.uniform(-1, 1, (n, d)) if t["inputs"] == "hypercube" else gen.standard_normal((n, d))
@@ -154,11 +155,11 @@ def _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool
     """Image/embedding data for one cell: super-classes, standardisation, input noise."""
     if "n_classes" in coords:
         groups = int(coords["n_classes"])
-        mapping_key = jax.random.key(t["superclass_seed"])
+        mapping_key = _prng.key(t["superclass_seed"])
         l_tr = superclass(l_tr, groups, key=mapping_key) if groups < n_classes else l_tr
         l_te = superclass(l_te, groups, key=mapping_key) if groups < n_classes else l_te
         n_classes = min(groups, n_classes)
-    k_perm, k_noise = jax.random.split(key)
+    k_perm, k_noise = _prng.split(key)
     if n_pool + n_val > x_tr.shape[0]:
         raise ValueError(f"the grid asks for {n_pool} training (+{n_val} validation) points but the data set has "
                          f"{x_tr.shape[0]}")
@@ -175,7 +176,7 @@ def _classification(spec, coords, key, x_tr, l_tr, x_te, l_te, n_classes, n_pool
     x_pool, x_test, x_val = prep(x_tr[perm]), prep(x_te[:n_test]), prep(x_tr[val_idx])
     noise = float(coords.get("noise", 0.0))
     if noise:
-        kn = jax.random.split(k_noise, 3)
+        kn = _prng.split(k_noise, 3)
         x_pool = add_input_noise(x_pool, noise, key=kn[0])
         x_test = add_input_noise(x_test, noise, key=kn[1])
         x_val = add_input_noise(x_val, noise, key=kn[2])
@@ -274,16 +275,20 @@ def _rf_unit(spec, coords):
     D, P = np.asarray(spec.grid["D"]), np.asarray(spec.grid["P"])
     m = spec.params("model", coords)
     key = unit_key(spec, coords, coords["seed"])
-    k_data, k_feat = jax.random.split(key)
+    k_data, k_feat = _prng.split(key)
     data = spec.task_kind.data(spec, coords, k_data, int(D[-1]), n_features=int(P[-1]))
     if spec.task_kind.features:
         F_tr, F_te = _flat(data.x_pool), _flat(data.x_test)
     else:
-        X_tr, X_te = _flat(data.x_pool), _flat(data.x_test)
-        W = numpy_generator(k_feat).standard_normal((X_tr.shape[1], int(P[-1]))) / np.sqrt(X_tr.shape[1])
-        F_tr, F_te = X_tr @ W, X_te @ W
+        X = np.concatenate([_flat(data.x_pool), _flat(data.x_test)])
+        n_in, n_tr = X.shape[1], data.x_pool.shape[0]
+        W = numpy_generator(k_feat).standard_normal((n_in, int(P[-1])))
+        # relu(z) sqrt(2) = relu(sqrt(2) z): the scale goes into W, features made in place
+        W *= (np.sqrt(2.0) if m["features"] == "relu" else 1.0) / np.sqrt(n_in)
+        F = X @ W
         if m["features"] == "relu":
-            F_tr, F_te = np.sqrt(2.0) * np.maximum(F_tr, 0), np.sqrt(2.0) * np.maximum(F_te, 0)
+            np.maximum(F, 0.0, out=F)
+        F_tr, F_te = F[:n_tr], F[n_tr:]
     y_tr = np.asarray(data.y_pool, np.float64).reshape(F_tr.shape[0], -1)
     y_te = np.asarray(data.y_test, np.float64).reshape(F_te.shape[0], y_tr.shape[1])
     cov = data.covariance
@@ -298,7 +303,7 @@ def _rf_unit(spec, coords):
         def risk(i, j, p, theta):  # collected, then computed in one batch
             deferred.append((i, j, theta[:, 0]))
             return np.nan
-    out = rf_grid(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], risk=risk)
+    out = rf_grid(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], risk=risk, threads=host_threads())
     if cov is None and data.risk is not None:
         risks = data.risk([t for _, _, t in deferred])
         for (i, j, _), r in zip(deferred, risks):
