@@ -10,6 +10,7 @@ accepted in one place and ignored or rejected in another (the way
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -127,7 +128,9 @@ class ModelKind:
     host_blas : bool
         The run function is host linear algebra (numpy/LAPACK): each unit runs with one BLAS
         thread wherever it runs (so its bits do not depend on the machine's core count), and
-        the ``"local"`` executor runs as many units at once as there are cores.
+        the ``"local"`` executor runs as many units at once as there are cores. Units that
+        would leave cores idle (a lone unit, the last of an uneven batch) get a share of the
+        idle cores as :func:`host_threads`, for tasks of their own on a thread pool.
     doc : str
     """
 
@@ -144,6 +147,23 @@ class ModelKind:
     sharded: bool = False
     host_blas: bool = False
     doc: str = ""
+
+
+_HOST_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("host_threads", default=1)
+
+
+def host_threads() -> int:
+    """Threads a ``host_blas`` unit may run its own tasks on (each with one BLAS thread):
+    1 while other units share the cores, more when the executor has idle cores for it. The
+    numbers a unit computes must not depend on it.
+
+    Examples
+    --------
+    >>> from experiments._kinds import host_threads
+    >>> host_threads()
+    1
+    """
+    return _HOST_THREADS.get()
 
 
 TASKS: dict[str, TaskKind] = {}

@@ -19,9 +19,12 @@ minimum-norm least squares for that cell.
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import numpy as np
 import scipy.linalg
-from scipy.linalg import blas, lapack
+
+from ._lapack import potrf_lower, syrk_lower, trsm_lower
 
 
 def _chol(A: np.ndarray, scale: float):
@@ -29,10 +32,10 @@ def _chol(A: np.ndarray, scale: float):
     overwritten), or None if it is not numerically PD."""
     if not A.flags.f_contiguous:
         raise ValueError("internal: _chol needs a Fortran-ordered matrix (its lower triangle is read)")
-    L, info = lapack.dpotrf(A, lower=1, clean=1, overwrite_a=1)
-    if info != 0 or not np.all(np.diag(L) > 1e-7 * np.sqrt(scale)):
+    info = potrf_lower(A)
+    if info != 0 or not np.all(np.diag(A) > 1e-7 * np.sqrt(scale)):
         return None
-    return L
+    return A
 
 
 def _symmetric(lower: np.ndarray) -> np.ndarray:
@@ -41,13 +44,14 @@ def _symmetric(lower: np.ndarray) -> np.ndarray:
 
 
 def _trsolve(L, b, trans: int):
-    x, info = lapack.dtrtrs(L, b, lower=1, trans=trans)
-    if info != 0:
-        raise np.linalg.LinAlgError(f"triangular solve failed (info {info})")
+    """``L^{-1} b`` (``trans=0``) or ``L^{-T} b`` (``trans=1``); ``L`` comes from :func:`_chol`,
+    whose diagonal is checked, so the solve cannot divide by zero."""
+    x = np.array(b, dtype=np.float64, order="F")
+    trsm_lower(L, x, transpose=bool(trans))
     return x
 
 
-def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=None) -> dict:
+def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=None, threads: int = 1) -> dict:
     """Every ``(D, P)`` cell of random-feature ridge regression from one feature draw.
 
     Parameters
@@ -64,6 +68,9 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
         The exact test risk of cell ``(D[i], P[j])``'s weights ``theta`` on the first ``p``
         features (population risk of a Gaussian teacher-student task), replacing the test
         set; it may return NaN and fill the cell later (risks computed in one batch).
+    threads : int
+        2: the dual cells (``d < p``) are solved on a second thread while this one solves the
+        primal cells; the numbers are identical to ``threads=1``.
 
     Returns
     -------
@@ -87,21 +94,57 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
     Y_tr = np.asarray(Y_train, dtype=np.float64)
     F_te = np.asarray(F_test, dtype=np.float64)
     Y_te = np.asarray(Y_test, dtype=np.float64)
-    c = Y_tr.shape[1]
-    test = np.full((D.size, P.size), np.nan)
-    train = np.full_like(test, np.nan)
-    acc = np.full_like(test, np.nan)
-    weights = {}  # (i, j) -> theta (p, c); evaluated per p in one product at the end
-    exact_train = {}  # (i, j) -> train MSE known exactly from the dual solution
+    with _Tasks(threads) as tasks:
+        dual = tasks.submit(_dual_cells, F_tr, Y_tr, D, P, ridge)
+        primal = _primal_cells(F_tr, Y_tr, D, P, ridge, tasks)
+        weights, exact_train = dual.result()
+        for cell in primal:
+            i, j, theta, train_mse = cell.result()
+            weights[i, j] = theta
+            if train_mse is not None:
+                exact_train[i, j] = train_mse
+        return _evaluate(F_tr, Y_tr, F_te, Y_te, D, P, weights, exact_train, risk, tasks)
 
-    # ---- dual cells (d < p): kernels grown over feature blocks, one factor per p
+
+class _Tasks:
+    """Runs functions inline (``threads=1``) or on a pool of threads, returning futures.
+
+    The engine's calls into BLAS/LAPACK (:mod:`experiments._lapack`) and numpy release the
+    GIL, so tasks share the cores; every task computes the same numbers wherever it runs.
+    """
+
+    def __init__(self, threads: int):
+        self.pool = concurrent.futures.ThreadPoolExecutor(int(threads)) if threads > 1 else None
+
+    def submit(self, fn, *args) -> concurrent.futures.Future:
+        if self.pool is not None:
+            return self.pool.submit(fn, *args)
+        future = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args))
+        except Exception as exc:  # noqa: BLE001 - re-raised by future.result(), as on a pool
+            future.set_exception(exc)
+        return future
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _dual_cells(F_tr, Y_tr, D, P, ridge):
+    """Cells ``d < p``: weights and exact train MSEs, keyed by ``(i, j)``."""
+    weights, exact_train = {}, {}
+    # kernels grown over feature blocks, one factor per p
     dual_rows = D[D < P[-1]]
     m_all = int(dual_rows.max()) if dual_rows.size else 0
     if m_all:
         K = np.zeros((m_all, m_all), order="F")  # lower triangle, grown in place by BLAS syrk
         prev = 0
         for j, p in enumerate(P):
-            K = blas.dsyrk(1.0, F_tr[:m_all, prev:p], beta=1.0, c=K, trans=0, lower=1, overwrite_c=1)
+            syrk_lower(K, F_tr[:m_all, prev:p], over_rows=False)  # K += F F^T over the new features
             prev = p
             idx = np.nonzero(D < p)[0]
             if not idx.size:
@@ -121,53 +164,95 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
                     Ad = _symmetric(K[:d, :d]) / p + ridge * np.eye(d)
                     alpha = scipy.linalg.lstsq(Ad, Y_tr[:d], lapack_driver="gelsd")[0]
                 weights[i, j] = F_tr[:d, :p].T @ alpha / p  # the primal weights: no test-kernel matrix
+    return weights, exact_train
 
-    # ---- primal cells (d >= p): normal equations grown over row blocks
+
+def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
+    """Cells ``d >= p``: futures of ``(i, j, theta, train MSE or None)``. This thread grows
+    the normal equations over row blocks; each cell's factor and solve is a task."""
+    out = []
+    c = Y_tr.shape[1]
     primal_cols = P[P <= D[-1]]
     q = int(primal_cols.max()) if primal_cols.size else 0
     if q:
         G = np.zeros((q, q), order="F")  # lower triangle, grown in place by BLAS syrk
         R = np.zeros((q, c))
+        yy = 0.0  # y^T y over the first d rows
         prev = 0
         for i, d in enumerate(D):
             blk = F_tr[prev:d, :q]
-            G = blas.dsyrk(1.0, blk, beta=1.0, c=G, trans=1, lower=1, overwrite_c=1)
+            syrk_lower(G, blk, over_rows=True)  # G += F^T F over the new rows
             R += blk.T @ Y_tr[prev:d]
+            yy += float(np.sum(Y_tr[prev:d] ** 2))
             prev = d
             for j in np.nonzero(P <= d)[0]:
                 p = int(P[j])
-                theta = None
-                A = G[:p, :p].copy(order="F")
+                A = G[:p, :p].copy(order="F")  # the task's own copy: G grows on
+                scale = float(np.max(np.diag(A))) + ridge * p
                 A[np.diag_indices(p)] += ridge * p
-                L = _chol(A, float(np.max(np.diag(G)[:p])) + ridge * p)
-                if L is not None and ridge == 0 and (np.max(np.diag(L)) / np.min(np.diag(L))) ** 2 > 1e8:
-                    L = None  # ridgeless and ill-conditioned: the normal equations would lose digits
-                if L is not None:
-                    theta = _trsolve(L, _trsolve(L, R[:p], 0), 1)
-                if theta is None:
-                    theta = scipy.linalg.lstsq(F_tr[:d, :p], Y_tr[:d], lapack_driver="gelsd")[0]
-                weights[i, j] = theta
+                out.append(tasks.submit(_primal_cell, A, R[:p].copy(), yy, scale, ridge, int(i), int(j), F_tr, Y_tr, int(d)))
+    return out
 
-    # ---- evaluation: per p, every cell's weights in one product with the test (and train) features
-    labels_te = np.argmax(Y_te, axis=1) if c > 1 and risk is None else None
+
+def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
+    """One primal cell from its (ridged) normal equations ``A theta = R``."""
+    p = A.shape[0]
+    trace = float(np.trace(A))
+    L = _chol(A, scale)
+    if L is not None and ridge == 0 and (np.max(np.diag(L)) / np.min(np.diag(L))) ** 2 > 1e8:
+        L = None  # ridgeless and ill-conditioned: the normal equations would lose digits
+    if L is None:
+        return i, j, scipy.linalg.lstsq(F_tr[:d, :p], Y_tr[:d], lapack_driver="gelsd")[0], None
+    theta = _trsolve(L, _trsolve(L, R, 0), 1)
+    # Train SSE without the d x p residual: (G + ridge p I) theta = R gives
+    # |y - F theta|^2 = y^T y - theta^T R - ridge p |theta|^2. Its error beyond the direct
+    # residual's is theta^T E theta (E: the solve's backward error, |E| <= p eps tr(A)) plus
+    # cancellation; used only where that bound is below 1e-11 of the value.
+    tR, tt = float(np.sum(theta * R)), float(np.sum(theta * theta))
+    sse = yy - tR - ridge * p * tt
+    bound = np.finfo(np.float64).eps * (p * trace * tt + 4.0 * (yy + abs(tR) + ridge * p * tt))
+    return i, j, theta, (sse / d if sse > 0 and bound <= 1e-11 * sse else None)
+
+
+def _evaluate(F_tr, Y_tr, F_te, Y_te, D, P, weights, exact_train, risk, tasks):
+    """Test MSE/accuracy (or the exact risk) and train MSE of every cell's weights."""
+    test = np.full((D.size, P.size), np.nan)
+    train = np.full_like(test, np.nan)
+    acc = np.full_like(test, np.nan)
+    labels_te = np.argmax(Y_te, axis=1) if Y_tr.shape[1] > 1 and risk is None else None
+    columns = []
     for j, p in enumerate(P):
         cells = [i for i in range(D.size) if (i, j) in weights]
-        if not cells:
-            continue
-        Theta = np.concatenate([weights[i, j] for i in cells], axis=1)  # (p, cells * c)
-        d_top = int(D[cells[-1]])
-        need_train = [i for i in cells if (i, j) not in exact_train]
-        fit_tr = F_tr[:d_top, :p] @ Theta if need_train else None
-        pred_te = F_te[:, :p] @ Theta if risk is None else None
-        for k, i in enumerate(cells):
-            d, cols = int(D[i]), slice(k * c, (k + 1) * c)
-            train[i, j] = exact_train[i, j] if (i, j) in exact_train else \
-                np.sum((fit_tr[:d, cols] - Y_tr[:d]) ** 2) / d
-            if risk is not None:
-                test[i, j] = risk(i, j, int(p), weights[i, j])
-                continue
-            pred = pred_te[:, cols]
-            test[i, j] = np.sum((pred - Y_te) ** 2) / Y_te.shape[0]
-            if labels_te is not None:
-                acc[i, j] = np.mean(np.argmax(pred, axis=1) == labels_te)
+        if cells:
+            thetas = [weights[i, j] for i in cells]
+            known = [exact_train.get((i, j)) for i in cells]
+            columns.append((j, cells, tasks.submit(_evaluate_p, F_tr, Y_tr, F_te, Y_te, D[cells], int(p), thetas,
+                                                   known, labels_te, risk is None)))
+    for j, cells, future in columns:
+        train[cells, j], test[cells, j], acc[cells, j] = future.result()
+        if risk is not None:  # the exact risk, in this thread (it may collect weights for a batch)
+            for i in cells:
+                test[i, j] = risk(i, j, int(P[j]), weights[i, j])
     return {"test_mse": test, "train_mse": train, "test_accuracy": acc}
+
+
+def _evaluate_p(F_tr, Y_tr, F_te, Y_te, Ds, p, thetas, known, labels_te, on_test_set):
+    """Train MSE, test MSE and accuracy of the cells of one ``p`` (weights ``thetas``); every
+    cell's weights go through the test features in one product."""
+    c = Y_tr.shape[1]
+    train = np.array([np.nan if k is None else k for k in known])
+    test = np.full(len(thetas), np.nan)
+    acc = np.full(len(thetas), np.nan)
+    direct = [k for k, v in enumerate(known) if v is None]
+    if direct:  # train residuals where no exact shortcut applies
+        fit_tr = F_tr[:int(Ds[direct[-1]]), :p] @ np.concatenate([thetas[k] for k in direct], axis=1)
+        for n, k in enumerate(direct):
+            d = int(Ds[k])
+            train[k] = np.sum((fit_tr[:d, n * c:(n + 1) * c] - Y_tr[:d]) ** 2) / d
+    if on_test_set:
+        pred = (F_te[:, :p] @ np.concatenate(thetas, axis=1)).reshape(F_te.shape[0], len(thetas), c)
+        err = pred - Y_te[:, None, :]
+        test = np.einsum("nkc,nkc->k", err, err) / Y_te.shape[0]
+        if labels_te is not None:
+            acc = np.mean(np.argmax(pred, axis=2) == labels_te[:, None], axis=0)
+    return train, test, acc

@@ -11,7 +11,15 @@ import numpy as np
 import xarray as xr
 from threadpoolctl import threadpool_limits
 
-from ._kinds import MODELS, TASKS, TaskKind
+try:
+    # xarray imports dask.array the first time it builds any Variable (to test whether the
+    # data is a dask array): 0.7 s. Paying it with the package import keeps it out of the
+    # first sweep (a cold random-feature sweep is otherwise mostly that import).
+    import dask.array  # noqa: F401
+except ImportError:  # dask is a dependency, but xarray works without it
+    pass
+
+from ._kinds import _HOST_THREADS, MODELS, TASKS, TaskKind
 from ._spec import SweepSpec, as_spec
 from ._store import DONE, FAILED, MISSING, MemoryStore, ZarrStore
 from ._units import run_unit
@@ -25,12 +33,30 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}{where}"
 
 
-def _safe_unit(spec: SweepSpec, unit: dict):
-    """Run one unit; a failure becomes an error message, never a dead sweep."""
+def _safe_unit(spec: SweepSpec, unit: dict, threads: int = 1):
+    """Run one unit (a ``host_blas`` one with ``threads`` threads of its own); a failure
+    becomes an error message, never a dead sweep."""
+    token = _HOST_THREADS.set(max(1, int(threads)))
     try:
         return unit, run_unit(spec, unit), None
     except Exception as exc:  # noqa: BLE001 - every failure is recorded with its message
         return unit, None, _describe(exc)
+    finally:
+        _HOST_THREADS.reset(token)
+
+
+def _unit_threads(n_units: int, cores: int) -> list[int]:
+    """Threads for each of ``n_units`` host units run one per core: 1 while the units fill
+    the cores; the last ``n_units % cores`` (a round that would leave cores idle) share all
+    the cores among them.
+
+    Examples
+    --------
+    >>> _unit_threads(3, 2), _unit_threads(1, 4), _unit_threads(6, 4), _unit_threads(4, 2)
+    ([1, 1, 2], [4], [1, 1, 1, 1, 2, 2], [1, 1, 1, 1])
+    """
+    tail = n_units % cores
+    return [1] * (n_units - tail) + [max(1, cores // tail) if tail else 1] * tail
 
 
 def _unit_or_raise(spec: SweepSpec, unit: dict, kinds=()):
@@ -140,9 +166,11 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         if host_parallel:
             # host linear algebra, one BLAS thread per unit (run_unit): one unit per core,
             # results written as they complete
-            workers = min(len(todo), os.cpu_count() or 1)
+            cores = os.cpu_count() or 1
+            workers = min(len(todo), cores)
+            threads = _unit_threads(len(todo), cores)
             with threadpool_limits(1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                futs = [pool.submit(_safe_unit, spec, u) for u in todo]
+                futs = [pool.submit(_safe_unit, spec, u, t) for u, t in zip(todo, threads)]
                 for f in concurrent.futures.as_completed(futs):
                     record(*f.result())
         elif executor == "local" or (executor == "devices" and spec.model_kind.sharded):
@@ -150,8 +178,9 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             # device itself); the store writes of one unit overlap the next unit's compute
             with concurrent.futures.ThreadPoolExecutor(1) as writer:
                 pending = None
+                alone = (os.cpu_count() or 1) if spec.model_kind.host_blas else 1  # a lone host unit
                 for u in todo:
-                    done = _safe_unit(spec, u)
+                    done = _safe_unit(spec, u, alone)
                     if pending is not None:
                         pending.result()
                     pending = writer.submit(record, *done)
