@@ -2,7 +2,8 @@
 
 1. Random-feature ridge on digits (ReLU features, ridge 1e-3), a P x D x seed grid.
    Ours: ``experiments.run`` (per seed one feature draw; Grams accumulated once over
-   features and once over rows; one Cholesky factor per P serves every smaller D).
+   features and once over rows; one Cholesky factor per P serves every smaller D; units one
+   per core on threads, BLAS/LAPACK called without the GIL).
    Peer: a naive per-cell numpy loop that prepares the data and keys once (it does not
    rebuild them per cell), then for every cell draws that cell's features and makes one
    ``np.linalg.solve`` (primal or dual, whichever is smaller). Both are timed cold and

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 import kernels
 
@@ -484,6 +484,13 @@ _builtin_model(ModelKind("wrn", {k: _NET_PARAMS[k] for k in ("width", "validatio
                          doc="wide residual network"))
 
 
+@functools.cache
+def _blas_controller() -> ThreadpoolController:
+    """The process's BLAS libraries, found once (``threadpool_limits`` looks them up on every
+    call: about 1 ms, a tenth of a small unit)."""
+    return ThreadpoolController()
+
+
 def run_unit(spec: SweepSpec, unit: dict) -> dict:
     """Compute every cell of one unit. ``unit`` maps outer dims to ``(index, value)``.
 
@@ -503,7 +510,7 @@ def run_unit(spec: SweepSpec, unit: dict) -> dict:
     coords = {d: v for d, (_, v) in unit.items()}
     kind = model_kind(spec.model["kind"])
     if kind.host_blas:  # one BLAS thread: many small factorisations, units run side by side
-        with threadpool_limits(1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             out = kind.run(spec, coords)
     else:
         out = kind.run(spec, coords)
