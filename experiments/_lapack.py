@@ -72,7 +72,8 @@ def _writable_column_major(X: np.ndarray) -> tuple[int, int]:
         raise ValueError("internal: the output of a BLAS call must be writeable")
     address, ld, transposed = _column_major(X)
     if transposed:
-        raise ValueError("internal: the output of a BLAS call must be column-major (Fortran order)")
+        raise ValueError(f"internal: the output of a BLAS call needs contiguous columns (Fortran order), "
+                         f"got strides {X.strides}")
     return address, ld
 
 
@@ -95,13 +96,13 @@ def syrk_lower(C: np.ndarray, A: np.ndarray, *, over_rows: bool, alpha: float = 
         raise ValueError(f"internal: syrk output {C.shape} for an operand of shape {A.shape}")
     if n == 0:
         return
-    if k == 0:
-        C *= beta
-        return
     c_addr, ldc = _writable_column_major(C)
-    a_addr, lda, a_t = _column_major(A)
-    # column-major A is A itself (a_t False) or A^T (a_t True); BLAS trans="T" forms op^T op
-    trans = (b"T" if not a_t else b"N") if over_rows else (b"N" if not a_t else b"T")
+    if k == 0:  # BLAS scales the lower triangle by beta (zeroes it for beta = 0) and reads no A
+        a_addr, lda, trans = C.ctypes.data, n, b"N"
+    else:
+        a_addr, lda, a_t = _column_major(A)
+        # column-major A is A itself (a_t False) or A^T (a_t True); BLAS trans="T" forms op^T op
+        trans = (b"T" if not a_t else b"N") if over_rows else (b"N" if not a_t else b"T")
     _dsyrk(b"L", trans, _int(n), _int(k), _dbl(alpha), a_addr, _int(lda), _dbl(beta), c_addr, _int(ldc))
 
 

@@ -53,6 +53,11 @@ def _host_ok(key) -> bool:
             and bool(jax.config.jax_threefry_partitionable))
 
 
+def _count(n) -> bool:
+    """A plain non-negative integer count (anything else is jax.random's to accept or refuse)."""
+    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and 0 <= int(n) < 2**31
+
+
 def _data(key) -> np.ndarray:
     return np.asarray(jax.random.key_data(key), dtype=np.uint32)
 
@@ -71,12 +76,12 @@ def key(seed):
     >>> bool(np.array_equal(jax.random.key_data(_prng.key(7)), jax.random.key_data(jax.random.key(7))))
     True
     """
-    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+    if not isinstance(seed, (int, np.integer)):  # a key already (typed or raw): as it is
         return seed
-    seed = int(seed)
-    if 0 <= seed < 2**31 and jax.config.jax_default_prng_impl == "threefry2x32":
-        return _wrap(np.array([0, seed], dtype=np.uint32))
-    return jax.random.key(seed)
+    if (not isinstance(seed, (bool, np.bool_)) and 0 <= int(seed) < 2**31
+            and jax.config.jax_default_prng_impl == "threefry2x32"):
+        return _wrap(np.array([0, int(seed)], dtype=np.uint32))
+    return jax.random.key(seed)  # the seed as given: jax reads its dtype (x64, negative values)
 
 
 def split(key, num: int = 2) -> tuple:
@@ -91,9 +96,9 @@ def split(key, num: int = 2) -> tuple:
     True
     """
     key = globals()["key"](key)
-    num = int(num)
-    if not _host_ok(key):
+    if not (_host_ok(key) and _count(num)):
         return tuple(jax.random.split(key, num))
+    num = int(num)
     k1, k2 = _data(key)
     b1, b2 = threefry2x32(k1, k2, np.zeros(num, np.uint32), np.arange(num, dtype=np.uint32))
     return tuple(_wrap(np.array([b1[i], b2[i]], dtype=np.uint32)) for i in range(num))
@@ -111,9 +116,10 @@ def fold_in(key, data: int):
     True
     """
     key = globals()["key"](key)
-    data = int(data)
-    if not (_host_ok(key) and 0 <= data < 2**32):
+    if not (_host_ok(key) and isinstance(data, (int, np.integer)) and not isinstance(data, (bool, np.bool_))
+            and 0 <= int(data) < 2**32):
         return jax.random.fold_in(key, data)
+    data = int(data)
     k1, k2 = _data(key)
     b1, b2 = threefry2x32(k1, k2, np.zeros(1, np.uint32), np.array([data], dtype=np.uint32))
     return _wrap(np.array([b1[0], b2[0]], dtype=np.uint32))
@@ -131,9 +137,9 @@ def bits32(key, n: int) -> np.ndarray:
     True
     """
     key = globals()["key"](key)
-    n = int(n)
-    if not _host_ok(key):
+    if not (_host_ok(key) and _count(n)):
         return np.asarray(jax.random.bits(key, (n,), np.uint32))
+    n = int(n)
     k1, k2 = _data(key)
     b1, b2 = threefry2x32(k1, k2, np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32))
     return b1 ^ b2

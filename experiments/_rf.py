@@ -20,6 +20,7 @@ minimum-norm least squares for that cell.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
 
 import numpy as np
 import scipy.linalg
@@ -38,9 +39,25 @@ def _chol(A: np.ndarray, scale: float):
     return A
 
 
-def _symmetric(lower: np.ndarray) -> np.ndarray:
-    """The full symmetric matrix whose lower triangle is ``lower``."""
-    return np.tril(lower) + np.tril(lower, -1).T
+def _ill_conditioned(L: np.ndarray) -> bool:
+    """Whether the matrix factored as ``L L^T`` has condition number above 1e8 (by the lower
+    bound ``(max L_ii / min L_ii)^2``): ridgeless normal equations or kernels would lose more
+    than half the digits, so the cell is solved from the features instead."""
+    diag = np.diag(L)
+    return bool((np.max(diag) / np.min(diag)) ** 2 > 1e8)
+
+
+def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
+    """A cell's weights from an SVD least-squares solve on its features, for systems a Cholesky
+    factor cannot take: the minimum-norm solution when ridgeless (singular values below
+    ``eps max(rows, cols)`` of the largest count as zero, numpy's rule: SciPy's default keeps
+    rounding noise and its weights blow up on rank-deficient features), else the ridge
+    problem as least squares of ``[F; sqrt(ridge p) I]``."""
+    A, b = F_tr[:d, :p], Y_tr[:d]
+    if ridge > 0:
+        A = np.vstack([A, np.sqrt(ridge * p) * np.eye(p)])
+        b = np.vstack([b, np.zeros((p, b.shape[1]))])
+    return scipy.linalg.lstsq(A, b, cond=np.finfo(np.float64).eps * max(A.shape), lapack_driver="gelsd")[0]
 
 
 def _trsolve(L, b, trans: int):
@@ -90,10 +107,10 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
     D = np.asarray(D, dtype=int)
     P = np.asarray(P, dtype=int)
     ridge = float(ridge)
-    F_tr = np.asarray(F_train, dtype=np.float64)
-    Y_tr = np.asarray(Y_train, dtype=np.float64)
-    F_te = np.asarray(F_test, dtype=np.float64)
-    Y_te = np.asarray(Y_test, dtype=np.float64)
+    F_tr = np.ascontiguousarray(F_train, dtype=np.float64)  # rows contiguous: BLAS reads slices in place
+    Y_tr = np.ascontiguousarray(Y_train, dtype=np.float64)
+    F_te = np.ascontiguousarray(F_test, dtype=np.float64)
+    Y_te = np.ascontiguousarray(Y_test, dtype=np.float64)
     with _Tasks(threads) as tasks:
         dual = tasks.submit(_dual_cells, F_tr, Y_tr, D, P, ridge)
         primal = _primal_cells(F_tr, Y_tr, D, P, ridge, tasks)
@@ -115,10 +132,20 @@ class _Tasks:
 
     def __init__(self, threads: int):
         self.pool = concurrent.futures.ThreadPoolExecutor(int(threads)) if threads > 1 else None
+        # at most two queued tasks per thread: tasks own copies of large matrices, and a
+        # producer that ran ahead of the workers would hold every cell's copy at once
+        self.slots = threading.BoundedSemaphore(2 * int(threads)) if threads > 1 else None
 
     def submit(self, fn, *args) -> concurrent.futures.Future:
         if self.pool is not None:
-            return self.pool.submit(fn, *args)
+            self.slots.acquire()
+            try:
+                future = self.pool.submit(fn, *args)
+            except BaseException:
+                self.slots.release()
+                raise
+            future.add_done_callback(lambda _: self.slots.release())
+            return future
         future = concurrent.futures.Future()
         try:
             future.set_result(fn(*args))
@@ -157,12 +184,11 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
             z = _trsolve(L, Y_tr[:m], 0) if L is not None else None
             for i in idx:
                 d = int(D[i])
-                if L is not None:
-                    alpha = _trsolve(L[:d, :d], z[:d], 1)
-                    exact_train[i, j] = np.sum((ridge * alpha) ** 2) / d  # y - K alpha = ridge alpha
-                else:
-                    Ad = _symmetric(K[:d, :d]) / p + ridge * np.eye(d)
-                    alpha = scipy.linalg.lstsq(Ad, Y_tr[:d], lapack_driver="gelsd")[0]
+                if L is None or (ridge == 0 and _ill_conditioned(L[:d, :d])):
+                    weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge)
+                    continue
+                alpha = _trsolve(L[:d, :d], z[:d], 1)
+                exact_train[i, j] = np.sum((ridge * alpha) ** 2) / d  # y - K alpha = ridge alpha
                 weights[i, j] = F_tr[:d, :p].T @ alpha / p  # the primal weights: no test-kernel matrix
     return weights, exact_train
 
@@ -199,10 +225,8 @@ def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
     p = A.shape[0]
     trace = float(np.trace(A))
     L = _chol(A, scale)
-    if L is not None and ridge == 0 and (np.max(np.diag(L)) / np.min(np.diag(L))) ** 2 > 1e8:
-        L = None  # ridgeless and ill-conditioned: the normal equations would lose digits
-    if L is None:
-        return i, j, scipy.linalg.lstsq(F_tr[:d, :p], Y_tr[:d], lapack_driver="gelsd")[0], None
+    if L is None or (ridge == 0 and _ill_conditioned(L)):
+        return i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None
     theta = _trsolve(L, _trsolve(L, R, 0), 1)
     # Train SSE without the d x p residual: (G + ridge p I) theta = R gives
     # |y - F theta|^2 = y^T y - theta^T R - ridge p |theta|^2. Its error beyond the direct

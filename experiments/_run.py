@@ -45,6 +45,27 @@ def _safe_unit(spec: SweepSpec, unit: dict, threads: int = 1):
         _HOST_THREADS.reset(token)
 
 
+def _collect(pool: concurrent.futures.Executor, futures: list, record) -> None:
+    """Record each unit as it completes. On an interrupt (Ctrl-C) or an error, the queued units
+    are cancelled at once, the running ones finish and are recorded too (a rerun resumes from
+    them), and the exception goes on."""
+    seen = set()  # recorded, or failed to record
+    try:
+        for f in concurrent.futures.as_completed(futures):
+            seen.add(f)
+            record(*f.result())
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        for f in futures:
+            if f in seen or not f.done() or f.cancelled() or f.exception() is not None:
+                continue
+            try:
+                record(*f.result())
+            except Exception:  # noqa: BLE001 - the store itself failed: the first error is the one to report
+                break
+        raise
+
+
 def _unit_threads(n_units: int, cores: int) -> list[int]:
     """Threads for each of ``n_units`` host units run one per core: 1 while the units fill
     the cores; the last ``n_units % cores`` (a round that would leave cores idle) share all
@@ -170,9 +191,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             workers = min(len(todo), cores)
             threads = _unit_threads(len(todo), cores)
             with threadpool_limits(1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
-                futs = [pool.submit(_safe_unit, spec, u, t) for u, t in zip(todo, threads)]
-                for f in concurrent.futures.as_completed(futs):
-                    record(*f.result())
+                _collect(pool, [pool.submit(_safe_unit, spec, u, t) for u, t in zip(todo, threads)], record)
         elif executor == "local" or (executor == "devices" and spec.model_kind.sharded):
             # one unit at a time (a sharded model spreads each unit over every local
             # device itself); the store writes of one unit overlap the next unit's compute
@@ -191,9 +210,8 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
 
             devices = jax.local_devices()
             with concurrent.futures.ThreadPoolExecutor(len(devices)) as pool:
-                futs = [pool.submit(_device_unit, spec, u, devices[i % len(devices)]) for i, u in enumerate(todo)]
-                for f in concurrent.futures.as_completed(futs):
-                    record(*f.result())
+                _collect(pool, [pool.submit(_device_unit, spec, u, devices[i % len(devices)])
+                                for i, u in enumerate(todo)], record)
         else:
             _run_dask(spec, todo, scheduler, n_workers, record, retries, resources)
         sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

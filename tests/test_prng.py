@@ -69,3 +69,24 @@ def test_no_compilation_on_the_host_path():
         finally:
             logging.getLogger("jax").removeHandler(handler)
     assert not [r for r in records if "Compiling" in r.getMessage()]
+
+
+def test_edge_inputs_behave_as_jax_random():
+    """Inputs the host path does not take go to jax.random with their own type: jax's answer
+    (or its error), never a silently different key."""
+    from scaling import enable_x64
+
+    with enable_x64():
+        assert np.array_equal(data(_prng.key(np.int32(-1))), data(jax.random.key(np.int32(-1))))
+    assert np.array_equal(data(_prng.key(True)), data(jax.random.key(True)))
+    assert np.array_equal(data(_prng.key(np.uint64(2**63))), data(jax.random.key(np.uint64(2**63))))
+    k = jax.random.key(4)
+    assert np.array_equal(data(_prng.fold_in(k, np.int64(-5))), data(jax.random.fold_in(k, np.int64(-5))))
+    assert np.array_equal(np.stack([data(a) for a in _prng.split(k, (3,))]), data(jax.random.split(k, (3,))))
+    for bad in (2.5,):
+        with pytest.raises(TypeError):
+            jax.random.split(k, bad)
+        with pytest.raises(TypeError):
+            _prng.split(k, bad)
+    raw = jax.random.PRNGKey(3)  # a legacy raw key passes through unchanged
+    assert _prng.key(raw) is raw

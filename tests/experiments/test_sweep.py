@@ -156,3 +156,38 @@ def test_bad_executor_and_scheduler():
         experiments.run(small_spec(1), executor="slurm")
     with pytest.raises(ValueError, match="needs executor='dask'"):
         experiments.run(small_spec(1), scheduler="tcp://x:1")
+
+
+def test_an_interrupt_cancels_queued_units_and_keeps_finished_ones():
+    """Ctrl-C in a host-parallel sweep: queued units are cancelled at once (they used to all
+    run before the exception surfaced), units already running finish and are recorded."""
+    import concurrent.futures
+    import threading
+
+    from experiments._run import _collect
+
+    started, recorded = [], []
+    gate = threading.Event()
+
+    def unit(k):
+        started.append(k)
+        if k == 1:
+            gate.wait(5)  # still running when the interrupt comes
+        elif k > 1:
+            time.sleep(0.02)  # the queue takes ~0.8 s to drain: the interrupt lands long before
+        return k, {"k": k}, None
+
+    def record(u, result, error):
+        if u == 0:
+            gate.set()
+            raise KeyboardInterrupt
+        recorded.append(u)
+
+    pool = concurrent.futures.ThreadPoolExecutor(2)
+    futures = [pool.submit(unit, k) for k in range(40)]
+    with pytest.raises(KeyboardInterrupt):
+        _collect(pool, futures, record)
+    pool.shutdown(wait=True)
+    assert len(started) < 40  # queued units never ran
+    assert 1 in recorded  # the unit running at the interrupt was recorded
+    assert all(f.done() for f in futures)
