@@ -9,7 +9,6 @@ import traceback
 
 import numpy as np
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
 try:
     # xarray imports dask.array the first time it builds any Variable (to test whether the
@@ -22,7 +21,7 @@ except ImportError:  # dask is a dependency, but xarray works without it
 from ._kinds import _HOST_THREADS, MODELS, TASKS, TaskKind
 from ._spec import SweepSpec, as_spec
 from ._store import DONE, FAILED, MISSING, MemoryStore, ZarrStore
-from ._units import run_unit
+from ._units import _blas_controller, run_unit
 
 EXECUTORS = ("local", "devices", "dask")
 
@@ -190,7 +189,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             cores = os.cpu_count() or 1
             workers = min(len(todo), cores)
             threads = _unit_threads(len(todo), cores)
-            with threadpool_limits(1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            with _blas_controller().limit(limits=1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
                 _collect(pool, [pool.submit(_safe_unit, spec, u, t) for u, t in zip(todo, threads)], record)
         elif executor == "local" or (executor == "devices" and spec.model_kind.sharded):
             # one unit at a time (a sharded model spreads each unit over every local

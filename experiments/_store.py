@@ -647,10 +647,20 @@ class MemoryStore:
         self.variables = tuple(variables)
         self.version = code_version()
         self.recomputed: dict[str, int] = {}
-        self.ds = empty_dataset(spec, self.variables)
+        self._ds = None
+
+    @property
+    def ds(self) -> xr.Dataset:
+        """The Dataset, made at the first write: while the first units compute (its
+        provenance asks every package for its version and JAX for its devices)."""
+        if self._ds is None:
+            self._ds = empty_dataset(self.spec, self.variables)
+        return self._ds
 
     def status(self) -> np.ndarray:
-        return self.ds["status"].values
+        if self._ds is None:
+            return np.full(tuple(len(self.spec.grid[d]) for d in self.spec.outer_dims), MISSING, dtype=np.int8)
+        return self._ds["status"].values
 
     def write(self, unit: dict, result: dict | None, error: str | None):
         idx = {d: i for d, (i, _) in unit.items()}
