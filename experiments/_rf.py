@@ -12,9 +12,12 @@ of the nested grid (the first ``d`` rows train size ``d``, the first ``p`` colum
   is one Cholesky solve of size ``p``.
 
 Gram matrices are accumulated once over features (dual) and once over rows (primal), never
-rebuilt per cell; test predictions go through the primal weights (no test-kernel matrix). Everything is float64 numpy/LAPACK: no compilation, so a cold process
-runs as fast as a warm one. Ridgeless systems that are numerically singular fall back to
-minimum-norm least squares for that cell.
+rebuilt per cell; test predictions go through the primal weights (no test-kernel matrix).
+Everything is float64 numpy/LAPACK, nothing to compile; the BLAS/LAPACK calls release the
+GIL (:mod:`experiments._lapack`), so units on threads share the cores and one unit can
+spread its cells over idle ones (``threads``) with the same bits. Ridgeless systems that are
+numerically singular or ill-conditioned (condition number above 1e8) are solved from the
+features by SVD least squares (minimum norm) for that cell.
 """
 
 from __future__ import annotations
@@ -86,8 +89,9 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
         features (population risk of a Gaussian teacher-student task), replacing the test
         set; it may return NaN and fill the cell later (risks computed in one batch).
     threads : int
-        2: the dual cells (``d < p``) are solved on a second thread while this one solves the
-        primal cells; the numbers are identical to ``threads=1``.
+        Above 1, cells are tasks on a pool of that many threads (the dual cells one task, each
+        primal cell's factor and solve one, each ``p``'s evaluation one) while this thread
+        grows the normal equations; the numbers are identical to ``threads=1``.
 
     Returns
     -------
