@@ -18,7 +18,12 @@ Run: uv run python benchmarks/sweep.py [--rf-only | --mlp-only] [--dmax 1000 --p
 """
 
 import argparse
+import os
 import time
+
+# No persistent compilation cache: both sides compile every program in this run, so the MLP
+# numbers include compilation (and do not depend on what earlier runs left in the cache).
+os.environ.setdefault("NST_JAX_CACHE", "0")
 
 import jax
 import jax.numpy as jnp

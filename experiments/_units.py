@@ -22,12 +22,13 @@ import scipy.linalg
 from threadpoolctl import ThreadpoolController
 
 import kernels
+import scaling
 
+from . import _prng
 from ._datasets import load_dataset
 from ._features import load_embeddings
-from ._kinds import REQUIRED, ModelKind, host_threads, Param, TaskKind, model_kind, register_model, register_task
+from ._kinds import REQUIRED, ModelKind, Param, TaskKind, host_threads, model_kind, register_model, register_task
 from ._networks import TrainConfig, _launch_training, _loss, network, predict, width_for_parameters
-from . import _prng
 from ._rf import rf_grid
 from ._spec import SweepSpec
 from ._teacher_student import numpy_generator, projected_risk, sample_projected, teacher_student
@@ -332,6 +333,7 @@ def _krr_architecture(depth, activation, W_std, b_std):
 
 
 def _krr_unit(spec, coords):
+    scaling.ensure_compilation_cache()  # kernel tiles compile once per machine, not per process
     D = np.asarray(spec.grid["D"])
     m = spec.params("model", coords)
     key = unit_key(spec, coords, coords["seed"])
@@ -351,6 +353,7 @@ def _net_unit(spec, coords):
     """Every (D, width or P, seed) cell of a network unit, trained in as few device programs
     as shapes allow: cells of one width share a program, vmapped (and sharded over local
     devices) over D and seed, with training sets padded to the largest D of a bucket."""
+    scaling.ensure_compilation_cache()  # training programs compile once per machine, not per process
     m = spec.params("model", coords)
     kind = spec.model["kind"]
     cfg = TrainConfig(**spec.train)

@@ -9,7 +9,8 @@ with least-squares objectives run on the NumPy engine (:mod:`scaling._fast`) and
 nothing; the cache serves every other fit.
 
 What we change, and when (never at ``import scaling``): at the first fit of a process
-that needs the compiled core,
+that needs the compiled core (or the first sweep unit that trains networks or computes
+kernels, :mod:`experiments`: their programs take seconds to compile too),
 if the user has not configured a cache directory themselves
 (``jax.config.jax_compilation_cache_dir`` is unset and ``JAX_COMPILATION_CACHE_DIR`` is
 not in the environment), we set ``jax_compilation_cache_dir`` to the user's cache
@@ -40,7 +41,15 @@ def cache_dir() -> Path:
 
 
 def ensure_compilation_cache() -> str | None:
-    """Turn the persistent cache on once per process; return its directory (None if off)."""
+    """Turn the persistent cache on once per process; return its directory (None if it is
+    off, was already set up by an earlier call, or is the user's own).
+
+    Examples
+    --------
+    >>> import scaling
+    >>> scaling.ensure_compilation_cache() is None or isinstance(scaling.ensure_compilation_cache(), str)
+    True
+    """
     global _DONE
     if _DONE:
         return None
