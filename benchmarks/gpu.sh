@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Every benchmark in one call, sized to finish inside one 10-minute call on one H100/H200
-# (each step has a timeout; they sum to < 9.5 minutes) or, with SIZE=cpu, on a laptop.
+# (each step has a timeout; they sum to 9 minutes, the most important first: GPU tests, the
+# sweeps, the quick preset's wall time) or, with SIZE=cpu, on a laptop.
 # Prints every ratio against its peer. Runs the GPU tests (GPU results equal CPU results) first.
 #   bash benchmarks/gpu.sh                     # uv, CUDA 12 wheels (the 'gpu' extra), offline
 #   GPU_EXTRA=gpu-cuda13 bash benchmarks/gpu.sh  # CUDA 13 wheels
@@ -26,13 +27,19 @@ else
   N_KERNEL=16000; N_SPEC=16000; CURVES=100000; SCIPY=1000; N_CNN=128
 fi
 export PYTHONUNBUFFERED=1
-echo "== device"; timeout 60 $RUN -c "import jax; print(jax.__version__, jax.devices())"
-echo "== GPU tests (GPU results equal CPU results)"; timeout 100 $RUN -m pytest -q -p no:cacheprovider -m gpu tests/gpu
-echo "== kernel throughput (NTK vs X @ X.T)"; timeout 80 $RUN benchmarks/kernel_throughput.py --n $N_KERNEL --dtype float32
-echo "== CNN-GAP NTK (native vs neural-tangents when its reference env exists)"; timeout 60 $RUN benchmarks/cnn_gap.py --n $N_CNN
-echo "== spectrum (top-k vs eigh)"; timeout 80 $RUN benchmarks/spectrum.py --n $N_SPEC
-echo "== fit_batch (scaling.fit vs scipy curve_fit loop)"; timeout 60 $RUN benchmarks/fit_batch.py --curves $CURVES --scipy-curves $SCIPY
-echo "== fit_grid (Chinchilla recipe vs scipy minimize loop)"; timeout 50 $RUN benchmarks/fit_grid.py --scipy-starts $SCIPY
-echo "== sweep (batched vs per-cell loop)"; timeout 50 $RUN benchmarks/sweep.py
-echo "== theory vs measured"; timeout 40 $RUN benchmarks/theory_vs_measured.py
-echo "== intrinsic dimension (ours vs scikit-dimension)"; timeout 50 $RUN benchmarks/intrinsic_dimension.py
+echo "== device"; timeout 30 $RUN -c "import jax; print(jax.__version__, jax.devices())"
+echo "== GPU tests (GPU results equal CPU results)"; timeout 80 $RUN -m pytest -q -p no:cacheprovider -m gpu tests/gpu
+echo "== sweep (RF cells/s and MLP network-steps/s vs the per-cell loops)"; timeout 55 $RUN benchmarks/sweep.py
+echo "== quick paper preset on this machine's devices (wall time; target 60 s on one H200)"
+out=$(mktemp -d)
+t0=$(date +%s)
+timeout 120 $RUN -m paper_figs --preset quick --out "$out" --no-progress 2>&1 | tail -n 14
+echo "quick preset wall time: $(( $(date +%s) - t0 )) s (environment start included)"
+rm -rf "$out"
+echo "== fit_batch (scaling.fit vs scipy curve_fit loop)"; timeout 40 $RUN benchmarks/fit_batch.py --curves $CURVES --scipy-curves $SCIPY
+echo "== kernel throughput (NTK vs X @ X.T)"; timeout 50 $RUN benchmarks/kernel_throughput.py --n $N_KERNEL --dtype float32
+echo "== spectrum (top-k vs eigh)"; timeout 50 $RUN benchmarks/spectrum.py --n $N_SPEC
+echo "== fit_grid (Chinchilla recipe vs scipy minimize loop)"; timeout 35 $RUN benchmarks/fit_grid.py --scipy-starts $SCIPY
+echo "== CNN-GAP NTK (native vs neural-tangents when its reference env exists)"; timeout 30 $RUN benchmarks/cnn_gap.py --n $N_CNN
+echo "== theory vs measured"; timeout 25 $RUN benchmarks/theory_vs_measured.py
+echo "== intrinsic dimension (ours vs scikit-dimension)"; timeout 25 $RUN benchmarks/intrinsic_dimension.py
