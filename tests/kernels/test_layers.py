@@ -117,3 +117,17 @@ def test_bad_layers_and_calls_raise_clear_errors(rng):
         stax.Dense(1)[2](x, np.ones((2, 4)), "nngp")
     with pytest.raises(TypeError, match="unexpected keyword"):
         stax.Dense(1)[2](x, None, "nngp", diagonal_spatial=True)
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (5, 3), (64, 16), (3, 3, 4, 8), (1, 1, 1, 10), (70, 70)])
+def test_layer_weights_are_the_normal_draw_of_their_shape(shape):
+    """Weights are drawn as a prefix of a longer flat draw (fewer programs to compile when a
+    sweep initialises many widths); with partitionable threefry the values are bit for bit
+    ``random.normal(key, shape)``, alone and under vmap."""
+    from kernels._layers._linear import _normal
+
+    key = jax.random.key(11)
+    assert np.array_equal(np.asarray(_normal(key, shape)), np.asarray(jax.random.normal(key, shape)))
+    keys = jax.random.split(key, 3)
+    ours = jax.vmap(lambda k: _normal(k, shape))(keys)
+    assert np.array_equal(np.asarray(ours), np.asarray(jax.vmap(lambda k: jax.random.normal(k, shape))(keys)))
