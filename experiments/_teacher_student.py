@@ -117,10 +117,11 @@ class TeacherStudent:
         root_w = (np.sqrt(lam) * w).astype(np.float32)
         for s in range(0, self.n_features, chunk):
             e = min(self.n_features, s + chunk)
-            # float32 products (the P^2 S flops that dominate), float64 accumulation: relative
-            # error ~1e-7, far below any risk measured from this covariance. B = proj sqrt(lam)
-            # makes cov_ff = B B^T one symmetric rank-k update (BLAS syrk: half a general
-            # product's work) and cov_fy = B (sqrt(lam) w).
+            # float32 products (the P^2 S flops that dominate) within a chunk, float64 across
+            # chunks: entries within ~2e-6 of sqrt(C_ii C_jj) (measured against float64), far
+            # below any risk measured from this covariance. B = proj sqrt(lam) makes
+            # cov_ff = B B^T one symmetric rank-k update (BLAS syrk: half a general product's
+            # work) and cov_fy = B (sqrt(lam) w).
             B = gen.standard_normal((P, e - s), dtype=np.float32)
             B *= root[s:e]
             cov_ff += B @ B.T
@@ -131,8 +132,14 @@ class TeacherStudent:
         cov[:P, :P] = cov_ff
         cov[:P, P] = cov[P, :P] = cov_fy
         cov[P, P] = float(np.sum(lam * w * w))
-        # Tiny jitter: the covariance is PSD by construction but rank-limited when P > S.
-        L = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) / (P + 1) * np.eye(P + 1))
+        # Tiny jitter: the covariance is PSD by construction, but its rank is at most S, so
+        # with P >= S (or close) float32 rounding (~1e-7 of the trace) can make it indefinite:
+        # then a factor from its eigendecomposition, rounding's negative eigenvalues set to 0.
+        try:
+            L = np.linalg.cholesky(cov + 1e-12 * np.trace(cov) / (P + 1) * np.eye(P + 1))
+        except np.linalg.LinAlgError:
+            vals, vecs = np.linalg.eigh(cov)
+            L = vecs * np.sqrt(np.clip(vals, 0.0, None))
         sample = z @ L.T
         f, y = sample[:, :P], sample[:, P] + math.sqrt(self.noise) * eps
         if return_covariance:

@@ -311,13 +311,38 @@ def _rf_unit(spec, coords):
             out["test_mse"][i, j] = r
     result = {"test_loss": out["test_mse"], "train_loss": out["train_mse"], "test_accuracy": out["test_accuracy"]}
     if "excess_loss" in spec.variables:
-        # the best P-feature risk for every nested P from one factor (prefix sums)
-        p_max = int(P[-1])
-        L = np.linalg.cholesky(cov[:p_max, :p_max])
-        z = scipy.linalg.solve_triangular(L, cov[:p_max, -1], lower=True)
-        floor = cov[-1, -1] - np.cumsum(z**2)[P - 1]
-        result["excess_loss"] = out["test_mse"] - floor[None, :]
+        result["excess_loss"] = out["test_mse"] - _best_linear_risk(cov, P)[None, :]
     return result
+
+
+def _best_linear_risk(cov: np.ndarray, P) -> np.ndarray:
+    """The risk of the best linear predictor of ``y`` from the first ``p`` features, for each
+    ``p`` in ``P``, from the joint covariance of ``(f, y)`` (``y`` last): for every nested ``p``
+    from one Cholesky factor (prefix sums); when the features' covariance is singular (more
+    student than teacher features: rank <= S), per ``p`` by minimum-norm least squares.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> cov = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.5, 0.5, 1.0]])
+    >>> _best_linear_risk(cov, np.array([1, 2])).tolist()
+    [0.75, 0.5]
+    """
+    P = np.asarray(P, dtype=int)
+    p_max = int(P[-1])
+    try:
+        L = np.linalg.cholesky(cov[:p_max, :p_max])
+        if np.min(np.diag(L)) > 1e-7 * np.sqrt(np.max(np.diag(cov)[:p_max])):
+            z = scipy.linalg.solve_triangular(L, cov[:p_max, -1], lower=True)
+            return cov[-1, -1] - np.cumsum(z**2)[P - 1]
+    except np.linalg.LinAlgError:
+        pass
+    out = np.empty(P.size)
+    for k, p in enumerate(P):
+        p = int(p)
+        beta = np.linalg.lstsq(cov[:p, :p], cov[:p, -1], rcond=np.finfo(np.float64).eps * p)[0]
+        out[k] = cov[-1, -1] - cov[:p, -1] @ beta
+    return out
 
 
 def _rf_variables(spec):

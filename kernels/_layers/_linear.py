@@ -35,7 +35,8 @@ def _normal(key, shape: tuple):
     flat index, so the values are bit-for-bit those of ``random.normal(key, shape)``; but an
     eagerly run initialisation compiles one sampling program per power of two instead of one
     per layer shape (0.2-0.5 s each on a CPU: a sweep over widths compiled dozens; the MLP
-    sweep benchmark spent 3.4 s of its 9.5 s there). Other key
+    sweep benchmark spent 3.4 s of its 9.5 s there). The price: up to twice the draws for a
+    tensor just above a power of two (a traced draw keeps the whole padded length). Other key
     implementations draw the shape directly.
     """
     n = math.prod(shape)

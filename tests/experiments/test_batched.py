@@ -223,3 +223,27 @@ def test_expected_projection_risk_is_the_average_of_sampled_ones():
     # law of total variance: var(sampled) = var(expected) + E[var(cross term | f)] (measured here:
     # sd 0.19 against 0.21; paired draws, so the ordering is stable across the 300 keys)
     assert np.var(expected) < np.var(sampled)
+
+
+@pytest.mark.parametrize("S, P", [(50, 80), (50, 51), (20, 30), (5, 6)])
+def test_students_with_at_least_as_many_features_as_the_teacher_are_drawn(S, P):
+    """With P >= S the joint covariance of (f, y) has rank <= S and float32 rounding can make it
+    indefinite (Cholesky failed: every such unit FAILED). The draws must have that covariance:
+    each entry of the sample covariance of 20000 draws within 5 standard errors of it."""
+    ts = experiments.TeacherStudent(S, alpha=0.7, noise=0.1)
+    n = 20000
+    for key in (0, 1, 2):
+        f, y, cov = ts.sample_features(key, n, P, return_covariance=True)
+        z = np.column_stack([f, y])
+        emp = z.T @ z / n
+        se = np.sqrt((np.outer(np.diag(cov), np.diag(cov)) + cov**2) / n)
+        assert np.all(np.abs(emp - cov) <= 5 * se)
+
+
+def test_a_sweep_with_more_student_than_teacher_features_completes():
+    spec = experiments.SweepSpec(task={"kind": "teacher_student", "n_features": 50, "alpha": 0.5},
+                                 model={"kind": "rf_ridge", "ridge": 1e-3},
+                                 grid={"D": [16, 64], "P": [32, 64], "seed": [0, 1, 2]})
+    ds = experiments.run(spec, progress=False)
+    assert (ds.status.values == 1).all(), experiments.summary(ds)
+    assert np.isfinite(ds.test_loss.values).all()
