@@ -53,13 +53,17 @@ def _host_ok(key) -> bool:
             and bool(jax.config.jax_threefry_partitionable))
 
 
-def _count(n) -> bool:
-    """A plain non-negative integer count (anything else is jax.random's to accept or refuse)."""
-    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and 0 <= int(n) < 2**31
+def _plain_int(n, below: int) -> bool:
+    """A plain integer in ``[0, below)`` (anything else is jax.random's to accept or refuse)."""
+    return isinstance(n, (int, np.integer)) and not isinstance(n, (bool, np.bool_)) and 0 <= int(n) < below
 
 
-def _data(key) -> np.ndarray:
-    return np.asarray(jax.random.key_data(key), dtype=np.uint32)
+def _hash_counters(key, counters) -> tuple[np.ndarray, np.ndarray]:
+    """Threefry of the counter pairs ``(0, c)`` under ``key``'s data: what partitionable
+    ``split``, ``bits`` and ``fold_in`` all compute."""
+    k1, k2 = np.asarray(jax.random.key_data(key), dtype=np.uint32)
+    counters = np.asarray(counters, dtype=np.uint32)
+    return threefry2x32(k1, k2, np.zeros_like(counters), counters)
 
 
 def _wrap(data: np.ndarray):
@@ -78,10 +82,12 @@ def key(seed):
     """
     if not isinstance(seed, (int, np.integer)):  # a key already (typed or raw): as it is
         return seed
-    if (not isinstance(seed, (bool, np.bool_)) and 0 <= int(seed) < 2**31
-            and jax.config.jax_default_prng_impl == "threefry2x32"):
+    if _plain_int(seed, 2**31) and jax.config.jax_default_prng_impl == "threefry2x32":
         return _wrap(np.array([0, int(seed)], dtype=np.uint32))
     return jax.random.key(seed)  # the seed as given: jax reads its dtype (x64, negative values)
+
+
+_as_key = key  # for the functions below, whose ``key`` argument shadows the name
 
 
 def split(key, num: int = 2) -> tuple:
@@ -95,12 +101,11 @@ def split(key, num: int = 2) -> tuple:
     >>> bool(np.array_equal(jax.random.key_data(b), jax.random.key_data(jax.random.split(jax.random.key(0))[1])))
     True
     """
-    key = globals()["key"](key)
-    if not (_host_ok(key) and _count(num)):
+    key = _as_key(key)
+    if not (_host_ok(key) and _plain_int(num, 2**31)):
         return tuple(jax.random.split(key, num))
     num = int(num)
-    k1, k2 = _data(key)
-    b1, b2 = threefry2x32(k1, k2, np.zeros(num, np.uint32), np.arange(num, dtype=np.uint32))
+    b1, b2 = _hash_counters(key, np.arange(num))
     return tuple(_wrap(np.array([b1[i], b2[i]], dtype=np.uint32)) for i in range(num))
 
 
@@ -115,13 +120,10 @@ def fold_in(key, data: int):
     >>> bool(np.array_equal(jax.random.key_data(_prng.fold_in(k, 11)), jax.random.key_data(jax.random.fold_in(k, 11))))
     True
     """
-    key = globals()["key"](key)
-    if not (_host_ok(key) and isinstance(data, (int, np.integer)) and not isinstance(data, (bool, np.bool_))
-            and 0 <= int(data) < 2**32):
+    key = _as_key(key)
+    if not (_host_ok(key) and _plain_int(data, 2**32)):
         return jax.random.fold_in(key, data)
-    data = int(data)
-    k1, k2 = _data(key)
-    b1, b2 = threefry2x32(k1, k2, np.zeros(1, np.uint32), np.array([data], dtype=np.uint32))
+    b1, b2 = _hash_counters(key, [int(data)])
     return _wrap(np.array([b1[0], b2[0]], dtype=np.uint32))
 
 
@@ -136,10 +138,8 @@ def bits32(key, n: int) -> np.ndarray:
     >>> bool(np.array_equal(_prng.bits32(k, 4), np.asarray(jax.random.bits(k, (4,), jnp.uint32))))
     True
     """
-    key = globals()["key"](key)
-    if not (_host_ok(key) and _count(n)):
+    key = _as_key(key)
+    if not (_host_ok(key) and _plain_int(n, 2**31)):
         return np.asarray(jax.random.bits(key, (n,), np.uint32))
-    n = int(n)
-    k1, k2 = _data(key)
-    b1, b2 = threefry2x32(k1, k2, np.zeros(n, np.uint32), np.arange(n, dtype=np.uint32))
+    b1, b2 = _hash_counters(key, np.arange(int(n)))
     return b1 ^ b2

@@ -13,14 +13,10 @@ from scaling import enable_x64
 from . import _prng
 
 
-def _key(key):
-    return _prng.key(key)
-
-
 def numpy_generator(key) -> np.random.Generator:
     """A numpy Generator seeded deterministically from a JAX key: for bulk Gaussian draws,
     where numpy's PCG64 is several times faster than JAX's threefry on CPUs."""
-    bits = _prng.bits32(_key(key), 4).astype(np.uint64)
+    bits = _prng.bits32(key, 4).astype(np.uint64)
     return np.random.default_rng([int(b) for b in bits])
 
 
@@ -66,7 +62,7 @@ class TeacherStudent:
         if self.teacher_weights == "random":
             if key is None:
                 raise ValueError("teacher_weights='random' needs a key")
-            w = w * np.asarray(jax.random.normal(_key(key), (self.n_features,)), dtype=np.float64)
+            w = w * np.asarray(jax.random.normal(_prng.key(key), (self.n_features,)), dtype=np.float64)
         return w
 
     @property
@@ -80,7 +76,7 @@ class TeacherStudent:
 
         Materialises all ``S`` features: use :meth:`sample_features` for large ``S``.
         """
-        k_x, k_w, k_e = _prng.split(_key(key), 3)
+        k_x, k_w, k_e = _prng.split(key, 3)
         with enable_x64():
             F = np.asarray(jax.random.normal(k_x, (n, self.n_features), dtype=jnp.float64)) * np.sqrt(self.eigenvalues)
             eps = np.asarray(jax.random.normal(k_e, (n,), dtype=jnp.float64))
@@ -106,7 +102,7 @@ class TeacherStudent:
             risk of any linear predictor follows from it (see
             :func:`kernels.rf_learning_curve`'s ``population_covariance``).
         """
-        k_p, k_w, k_z, k_e = _prng.split(_key(key), 4)
+        k_p, k_w, k_z, k_e = _prng.split(key, 4)
         lam = self.eigenvalues
         w = self.weights(k_w)
         P = int(n_student)
@@ -150,7 +146,7 @@ class TeacherStudent:
 
 
 def _projected_draw(task: TeacherStudent, key, n: int):
-    k_w, k_g, k_e, k_f, k_b = _prng.split(_key(key), 5)
+    k_w, k_g, k_e, k_f, k_b = _prng.split(key, 5)
     lam = task.eigenvalues
     w = task.weights(k_w)
     g = numpy_generator(k_g).standard_normal((n, task.n_features)) * np.sqrt(lam)  # teacher features

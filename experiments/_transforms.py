@@ -38,7 +38,7 @@ def superclass(labels, n_groups: int, *, mapping=None, key=0) -> np.ndarray:
     if not isinstance(n_groups, (int, np.integer)) or not 1 <= n_groups <= n_classes:
         raise ValueError(f"n_groups must be an integer in [1, {n_classes}], got {n_groups!r}")
     if mapping is None:
-        perm = numpy_generator(_prng.key(key)).permutation(n_classes)
+        perm = numpy_generator(key).permutation(n_classes)
         mapping = np.empty(n_classes, dtype=np.int64)
         mapping[perm] = np.arange(n_classes) % n_groups
     mapping = np.asarray(mapping)
@@ -64,8 +64,7 @@ def add_input_noise(x, scale: float, *, key) -> np.ndarray:
     x = np.asarray(x)
     if scale == 0:
         return x.copy()
-    k = _prng.key(key)
-    return (x + scale * numpy_generator(k).standard_normal(x.shape)).astype(x.dtype)
+    return (x + scale * numpy_generator(key).standard_normal(x.shape)).astype(x.dtype)
 
 
 def nested_subsets(n: int, sizes, *, key) -> list[np.ndarray]:
