@@ -34,8 +34,8 @@ from ._lapack import potrf_lower, syrk_lower, trsm_lower
 def _chol(A: np.ndarray, scale: float):
     """Lower Cholesky factor of ``A`` (Fortran order; only its lower triangle is read, and it is
     overwritten), or None if it is not numerically PD."""
-    if not A.flags.f_contiguous:
-        raise ValueError("internal: _chol needs a Fortran-ordered matrix (its lower triangle is read)")
+    if A.strides[0] != A.itemsize:
+        raise ValueError("internal: _chol needs a column-major matrix (its lower triangle is read)")
     info = potrf_lower(A)
     if info != 0 or not np.all(np.diag(A) > 1e-7 * np.sqrt(scale)):
         return None
@@ -119,11 +119,11 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
         dual = tasks.submit(_dual_cells, F_tr, Y_tr, D, P, ridge)
         primal = _primal_cells(F_tr, Y_tr, D, P, ridge, tasks)
         weights, exact_train = dual.result()
-        for cell in primal:
-            i, j, theta, train_mse = cell.result()
-            weights[i, j] = theta
-            if train_mse is not None:
-                exact_train[i, j] = train_mse
+        for cells in primal:
+            for i, j, theta, train_mse in cells.result():
+                weights[i, j] = theta
+                if train_mse is not None:
+                    exact_train[i, j] = train_mse
         return _evaluate(F_tr, Y_tr, F_te, Y_te, D, P, weights, exact_train, risk, tasks)
 
 
@@ -168,6 +168,7 @@ class _Tasks:
 def _dual_cells(F_tr, Y_tr, D, P, ridge):
     """Cells ``d < p``: weights and exact train MSEs, keyed by ``(i, j)``."""
     weights, exact_train = {}, {}
+    c = Y_tr.shape[1]
     # kernels grown over feature blocks, one factor per p
     dual_rows = D[D < P[-1]]
     m_all = int(dual_rows.max()) if dual_rows.size else 0
@@ -185,21 +186,41 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
             A = K[:m, :m] / p
             A[np.diag_indices(m)] += ridge
             L = _chol(A, scale)
-            z = _trsolve(L, Y_tr[:m], 0) if L is not None else None
+            solved = []
             for i in idx:
                 d = int(D[i])
                 if L is None or (ridge == 0 and _ill_conditioned(L[:d, :d])):
                     weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge)
-                    continue
-                alpha = _trsolve(L[:d, :d], z[:d], 1)
-                exact_train[i, j] = np.sum((ridge * alpha) ** 2) / d  # y - K alpha = ridge alpha
-                weights[i, j] = F_tr[:d, :p].T @ alpha / p  # the primal weights: no test-kernel matrix
+                else:
+                    solved.append((int(i), d))
+            if not solved:
+                continue
+            # Every d in one back-substitution: L^T alpha = z with z zero below row d gives
+            # alpha zero below row d and, above it, the solve with the leading d x d block
+            # (the factor of K's leading block is the leading block of its factor).
+            z = _trsolve(L, Y_tr[:m], 0)
+            Z = np.zeros((m, len(solved) * c), order="F")
+            for n, (i, d) in enumerate(solved):
+                Z[:d, n * c:(n + 1) * c] = z[:d]
+            trsm_lower(L, Z, transpose=True)
+            # train residual y - K alpha = ridge alpha: exact train MSE of every d at once
+            sq = np.einsum("ij,ij->j", Z, Z).reshape(len(solved), c).sum(axis=1)
+            for n, (i, d) in enumerate(solved):
+                exact_train[i, j] = ridge**2 * float(sq[n]) / d
+                # the primal weights: no test-kernel matrix
+                weights[i, j] = F_tr[:d, :p].T @ Z[:d, n * c:(n + 1) * c] / p
     return weights, exact_train
 
 
+# Primal cells with at most this many features are solved in stacks, one batched numpy call
+# per p for all its d (per-cell LAPACK calls cost more in overhead than in arithmetic there).
+_STACKED_P = 128
+
+
 def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
-    """Cells ``d >= p``: futures of ``(i, j, theta, train MSE or None)``. This thread grows
-    the normal equations over row blocks; each cell's factor and solve is a task."""
+    """Cells ``d >= p``: futures of lists of ``(i, j, theta, train MSE or None)``. This thread
+    grows the normal equations over row blocks; each large cell's factor and solve is a task,
+    the small cells (``p <= _STACKED_P``) one task of stacked solves."""
     out = []
     c = Y_tr.shape[1]
     primal_cols = P[P <= D[-1]]
@@ -207,6 +228,9 @@ def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
     if q:
         G = np.zeros((q, q), order="F")  # lower triangle, grown in place by BLAS syrk
         R = np.zeros((q, c))
+        # one reusable block for the cells factored in this thread (no fresh pages per cell)
+        work = np.empty((q, q), order="F") if tasks.pool is None else None
+        small = []  # (i, d, G's small leading block, R's, y^T y) at each d with small cells
         yy = 0.0  # y^T y over the first d rows
         prev = 0
         for i, d in enumerate(D):
@@ -215,12 +239,25 @@ def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
             R += blk.T @ Y_tr[prev:d]
             yy += float(np.sum(Y_tr[prev:d] ** 2))
             prev = d
-            for j in np.nonzero(P <= d)[0]:
+            cols = np.nonzero(P <= d)[0]
+            s = int(max((P[j] for j in cols if P[j] <= _STACKED_P), default=0))
+            if s:
+                small.append((int(i), int(d), G[:s, :s].copy(), R[:s].copy(), yy))
+            for j in cols:
                 p = int(P[j])
-                A = G[:p, :p].copy(order="F")  # the task's own copy: G grows on
+                if p <= _STACKED_P:
+                    continue
+                if work is not None:
+                    A = work[:p, :p]
+                    A[...] = G[:p, :p]
+                else:
+                    A = G[:p, :p].copy(order="F")  # the task's own copy: G grows on
                 scale = float(np.max(np.diag(A))) + ridge * p
                 A[np.diag_indices(p)] += ridge * p
-                out.append(tasks.submit(_primal_cell, A, R[:p].copy(), yy, scale, ridge, int(i), int(j), F_tr, Y_tr, int(d)))
+                out.append(tasks.submit(_primal_cell, A, R[:p].copy(), yy, scale, ridge, int(i), int(j), F_tr, Y_tr,
+                                        int(d)))
+        if small:
+            out.append(tasks.submit(_stacked_primal_cells, small, P, ridge, F_tr, Y_tr))
     return out
 
 
@@ -230,16 +267,63 @@ def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
     trace = float(np.trace(A))
     L = _chol(A, scale)
     if L is None or (ridge == 0 and _ill_conditioned(L)):
-        return i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None
-    theta = _trsolve(L, _trsolve(L, R, 0), 1)
-    # Train SSE without the d x p residual: (G + ridge p I) theta = R gives
-    # |y - F theta|^2 = y^T y - theta^T R - ridge p |theta|^2. Its error beyond the direct
-    # residual's is theta^T E theta (E: the solve's backward error, |E| <= p eps tr(A)) plus
-    # cancellation; used only where that bound is below 1e-11 of the value.
+        return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None)]
+    theta = _trsolve(L, R, 0)
+    trsm_lower(L, theta, transpose=True)
+    return [(i, j, theta, _exact_train_mse(theta, R, yy, trace, ridge * p, d))]
+
+
+def _exact_train_mse(theta, R, yy, trace, shift, d):
+    """Train MSE without the d x p residual: ``(G + shift I) theta = R`` gives
+    ``|y - F theta|^2 = y^T y - theta^T R - shift |theta|^2``. Its error beyond the direct
+    residual's is ``theta^T E theta`` (E: the solve's backward error, ``|E| <= p eps tr(A)``)
+    plus cancellation; used only where that bound is below 1e-11 of the value (else None:
+    the direct residual is computed)."""
+    p = theta.shape[0]
     tR, tt = float(np.sum(theta * R)), float(np.sum(theta * theta))
-    sse = yy - tR - ridge * p * tt
-    bound = np.finfo(np.float64).eps * (p * trace * tt + 4.0 * (yy + abs(tR) + ridge * p * tt))
-    return i, j, theta, (sse / d if sse > 0 and bound <= 1e-11 * sse else None)
+    sse = yy - tR - shift * tt
+    bound = np.finfo(np.float64).eps * (p * trace * tt + 4.0 * (yy + abs(tR) + shift * tt))
+    return sse / d if sse > 0 and bound <= 1e-11 * sse else None
+
+
+def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
+    """Every small primal cell, one stack per ``p``: batched Cholesky factors (the check
+    that each is numerically positive definite) and batched solves; a cell whose factor
+    fails the check goes through :func:`_primal_cell` (least squares if need be)."""
+    out = []
+    for j, p in enumerate(P):
+        p = int(p)
+        cells = [cell for cell in small if cell[1] >= p]
+        if p > _STACKED_P or not cells:
+            continue
+        low = np.stack([g[:p, :p] for _, _, g, _, _ in cells])  # lower triangles (upper: zeros)
+        diag = np.einsum("kii->ki", low)
+        A = low + low.transpose(0, 2, 1)
+        np.einsum("kii->ki", A)[...] = diag + ridge * p  # symmetric, ridged
+        scale = np.max(diag, axis=1) + ridge * p
+        rhs = np.stack([r[:p] for _, _, _, r, _ in cells])
+        try:
+            L = np.linalg.cholesky(A)
+        except np.linalg.LinAlgError:
+            L = None
+        if L is not None:
+            Ld = np.einsum("kii->ki", L)
+            good = np.all(Ld > 1e-7 * np.sqrt(scale)[:, None], axis=1)
+            if ridge == 0:
+                good &= (np.max(Ld, axis=1) / np.min(Ld, axis=1)) ** 2 <= 1e8
+        else:
+            good = np.zeros(len(cells), dtype=bool)
+        if good.any():
+            theta = np.linalg.solve(A[good], rhs[good])
+            trace = np.trace(A[good], axis1=1, axis2=2)
+            for n, k in enumerate(np.nonzero(good)[0]):
+                i, d, _, r, yy = cells[k]
+                out.append((i, j, theta[n], _exact_train_mse(theta[n], r[:p], yy, float(trace[n]), ridge * p, d)))
+        for k in np.nonzero(~good)[0]:
+            i, d, _, r, yy = cells[k]
+            out.extend(_primal_cell(np.asfortranarray(A[k]), r[:p].copy(), yy, float(scale[k]), ridge, i, j, F_tr,
+                                    Y_tr, d))
+    return out
 
 
 def _evaluate(F_tr, Y_tr, F_te, Y_te, D, P, weights, exact_train, risk, tasks):

@@ -665,13 +665,16 @@ class MemoryStore:
     def write(self, unit: dict, result: dict | None, error: str | None):
         idx = {d: i for d, (i, _) in unit.items()}
         values = _unit_values(self.spec, self.variables, result)
-        for v, arr in values.items():
-            self.ds[v][idx] = arr
         text = error or ""
-        self.ds["error"][idx] = text
-        self.ds["code_version"][idx] = self.version
-        self.ds["checksum"][idx] = unit_checksum(values, text, self.version)
-        self.ds["status"][idx] = DONE if error is None else FAILED
+        checksum = unit_checksum(values, text, self.version)
+        variables = self.ds.variables  # numpy-backed: written in place, no per-write xarray indexing
+        for v, arr in values.items():
+            var = variables[v]
+            var.data[tuple(idx.get(d, slice(None)) for d in var.dims)] = arr
+        at = tuple(idx[d] for d in self.spec.outer_dims)
+        for name, value in (("error", text), ("code_version", self.version), ("checksum", checksum),
+                            ("status", DONE if error is None else FAILED)):
+            variables[name].data[at] = value
 
     def set_attrs(self, **attrs):
         done = int((self.ds["status"].values == DONE).sum())
