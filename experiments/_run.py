@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
-import os
 import traceback
 
 import numpy as np
@@ -17,6 +16,8 @@ try:
     import dask.array  # noqa: F401
 except ImportError:  # dask is a dependency, but xarray works without it
     pass
+
+from scaling import usable_cpus
 
 from ._kinds import _HOST_THREADS, MODELS, TASKS, TaskKind
 from ._spec import SweepSpec, as_spec
@@ -186,7 +187,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         if host_parallel:
             # host linear algebra, one BLAS thread per unit (run_unit): one unit per core,
             # results written as they complete
-            cores = os.cpu_count() or 1
+            cores = usable_cpus()
             workers = min(len(todo), cores)
             threads = _unit_threads(len(todo), cores)
             with _blas_controller().limit(limits=1, user_api="blas"), concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -196,7 +197,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             # device itself); the store writes of one unit overlap the next unit's compute
             with concurrent.futures.ThreadPoolExecutor(1) as writer:
                 pending = None
-                alone = (os.cpu_count() or 1) if spec.model_kind.host_blas else 1  # a lone host unit
+                alone = usable_cpus() if spec.model_kind.host_blas else 1  # a lone host unit
                 for u in todo:
                     done = _safe_unit(spec, u, alone)
                     if pending is not None:
@@ -267,7 +268,7 @@ def _blas_threads() -> int:
             return int(counts[0])
     except ImportError:
         pass
-    return os.cpu_count() or 1
+    return usable_cpus()
 
 
 def summary(ds: xr.Dataset) -> str:

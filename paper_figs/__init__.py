@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import scaling
+
 from ._common import PRESETS
 from ._common import Context
 from ._common import Row
@@ -94,13 +96,6 @@ def _announce(name: str, verb: str, seconds: float, failure: str | None) -> None
     print(f"[paper_figs] {name} {verb}: {seconds:.0f} s{status}", flush=True)
 
 
-def _usable_cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
 def _accelerator_present() -> bool:
     """Whether this host shows a GPU or TPU (checked without starting JAX, which would claim
     the device's memory in this process)."""
@@ -125,7 +120,7 @@ def default_jobs(n_figures: int) -> int:
     >>> paper_figs.default_jobs(6) in (1, 2)
     True
     """
-    if _usable_cpus() < 2 or _accelerator_present():
+    if scaling.usable_cpus() < 2 or _accelerator_present():
         return 1
     return max(1, min(2, n_figures))
 
@@ -165,7 +160,7 @@ def _each_figure_in_processes(names, ctx: Context, jobs: int):
     """:func:`_each_figure` with figures in ``jobs`` worker processes (forked when nothing
     in this process has started JAX, else started fresh). Rows come back in ``names`` order."""
     results, timings, failures = {}, {}, {}
-    blas = max(1, _usable_cpus() // jobs)
+    blas = max(1, scaling.usable_cpus() // jobs)
     quiet = dataclasses.replace(ctx, progress=False)  # interleaved progress bars help nobody
     context = multiprocessing.get_context(_start_method())
     with concurrent.futures.ProcessPoolExecutor(jobs, mp_context=context) as pool:

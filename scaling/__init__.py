@@ -39,6 +39,7 @@ _LAZY = {
     "plot_fit": "_plot",
     "profile": "_profile",
     "profile_ci": "_profile",
+    "usable_cpus": "_cpus",
 }
 
 
@@ -74,4 +75,5 @@ __all__ = [
     "plot_fit",
     "profile",
     "profile_ci",
+    "usable_cpus",
 ]

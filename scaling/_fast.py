@@ -24,12 +24,12 @@ import dataclasses
 import functools
 import itertools
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from . import _forms, _unrolled
+from ._cpus import usable_cpus
 from ._forms import Form
 from ._objectives import LinearMSE, Objective
 from ._spec import FTOL, XTOL
@@ -551,10 +551,7 @@ def _damped_newton(spec, prob: _Problem, z0, nonneg, lanes: _Lanes, max_iter: in
 
 
 def _n_threads(m: int) -> int:
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cpus = os.cpu_count() or 1
+    cpus = usable_cpus()
     return max(1, min(cpus, MAX_THREADS, m // CURVES_PER_THREAD))
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import experiments
+import scaling
 
 
 def test_every_parameter_the_runner_reads_is_valid_in_a_spec():
@@ -140,3 +141,34 @@ def test_dask_retries_failed_units_and_ships_user_kinds_to_workers(tmp_path):
     assert (ds.status == 1).all(), ds.error.values
     np.testing.assert_array_equal(ds.test_loss.values, np.array([[0.0, 1.0, 2.0]] * 2))
     assert len(list(tmp_path.iterdir())) == 3  # every unit failed once, then passed on its retry
+
+
+def test_host_units_run_side_by_side_on_the_cpus_the_process_may_use(monkeypatch):
+    """Host (BLAS) units run one per usable CPU: the affinity mask (a batch job's allocation),
+    not every core of the node."""
+    import threading
+    import time
+
+    lock, running, peak = threading.Lock(), [0], [0]
+
+    def run(spec, coords):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.05)  # long enough for every free worker to pick a unit up
+        with lock:
+            running[0] -= 1
+        return {"test_loss": np.zeros(len(spec.grid["D"]))}
+
+    experiments.register_model(experiments.ModelKind(
+        "host_test", {}, unit_dims=("D",), required_dims=frozenset({"D", "seed"}), grid_dims=frozenset(),
+        variables=lambda spec: ("test_loss",), run=run, host_blas=True), overwrite=True)
+    spec = experiments.SweepSpec(task={"kind": "teacher_student"}, model={"kind": "host_test"},
+                                 grid={"D": [4], "seed": [0, 1, 2, 3]})
+    for cpus in ({0}, {0, 1}, {0, 1, 2}):
+        monkeypatch.setattr("os.sched_getaffinity", lambda pid, cpus=cpus: cpus, raising=False)
+        assert scaling.usable_cpus() == len(cpus)
+        peak[0] = 0
+        ds = experiments.run(spec, progress=False)
+        assert (ds.status == 1).all(), ds.error.values
+        assert peak[0] == len(cpus)
