@@ -204,9 +204,13 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
                 Z[:d, n * c:(n + 1) * c] = z[:d]
             trsm_lower(L, Z, transpose=True)
             # train residual y - K alpha = ridge alpha: exact train MSE of every d at once
-            sq = np.einsum("ij,ij->j", Z, Z).reshape(len(solved), c).sum(axis=1)
+            if ridge > 0:
+                RZ = ridge * Z
+                sq = np.einsum("ij,ij->j", RZ, RZ).reshape(len(solved), c).sum(axis=1)
+            else:  # ridgeless: K alpha = y exactly (alpha may be near overflow: no 0 * inf)
+                sq = np.zeros(len(solved))
             for n, (i, d) in enumerate(solved):
-                exact_train[i, j] = ridge**2 * float(sq[n]) / d
+                exact_train[i, j] = float(sq[n]) / d
                 # the primal weights: no test-kernel matrix
                 weights[i, j] = F_tr[:d, :p].T @ Z[:d, n * c:(n + 1) * c] / p
     return weights, exact_train
@@ -280,10 +284,11 @@ def _exact_train_mse(theta, R, yy, trace, shift, d):
     plus cancellation; used only where that bound is below 1e-11 of the value (else None:
     the direct residual is computed)."""
     p = theta.shape[0]
-    tR, tt = float(np.sum(theta * R)), float(np.sum(theta * theta))
-    sse = yy - tR - shift * tt
-    bound = np.finfo(np.float64).eps * (p * trace * tt + 4.0 * (yy + abs(tR) + shift * tt))
-    return sse / d if sse > 0 and bound <= 1e-11 * sse else None
+    with np.errstate(over="ignore", invalid="ignore"):  # huge ridgeless weights: no shortcut
+        tR, tt = float(np.sum(theta * R)), float(np.sum(theta * theta))
+        sse = yy - tR - shift * tt
+        bound = np.finfo(np.float64).eps * (p * trace * tt + 4.0 * (yy + abs(tR) + shift * tt))
+    return sse / d if np.isfinite(bound) and sse > 0 and bound <= 1e-11 * sse else None
 
 
 def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
@@ -296,11 +301,10 @@ def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
         cells = [cell for cell in small if cell[1] >= p]
         if p > _STACKED_P or not cells:
             continue
-        low = np.stack([g[:p, :p] for _, _, g, _, _ in cells])  # lower triangles (upper: zeros)
-        diag = np.einsum("kii->ki", low)
-        A = low + low.transpose(0, 2, 1)
-        np.einsum("kii->ki", A)[...] = diag + ridge * p  # symmetric, ridged
-        scale = np.max(diag, axis=1) + ridge * p
+        A = np.stack([g[:p, :p] for _, _, g, _, _ in cells])  # lower triangles: all Cholesky reads
+        diag = np.einsum("kii->ki", A)
+        diag += ridge * p
+        scale = np.max(diag, axis=1)
         rhs = np.stack([r[:p] for _, _, _, r, _ in cells])
         try:
             L = np.linalg.cholesky(A)
@@ -314,7 +318,11 @@ def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
         else:
             good = np.zeros(len(cells), dtype=bool)
         if good.any():
-            theta = np.linalg.solve(A[good], rhs[good])
+            # two triangular solves with the factor (LU of a triangular matrix: numpy has no
+            # batched trsm), not a solve with A: A's entries are squares of the features' and
+            # may be subnormal where the factor's are not
+            Lg = L[good]
+            theta = np.linalg.solve(Lg.transpose(0, 2, 1), np.linalg.solve(Lg, rhs[good]))
             trace = np.trace(A[good], axis1=1, axis2=2)
             for n, k in enumerate(np.nonzero(good)[0]):
                 i, d, _, r, yy = cells[k]

@@ -247,3 +247,24 @@ def test_a_sweep_with_more_student_than_teacher_features_completes():
     ds = experiments.run(spec, progress=False)
     assert (ds.status.values == 1).all(), experiments.summary(ds)
     assert np.isfinite(ds.test_loss.values).all()
+
+
+# at 1e-156 the ridgeless dual coefficients (1/K ~ 1e312) overflow: primal cells only there
+@pytest.mark.parametrize("scale, D, P", [(1e-100, [1, 5, 10], [1, 3, 20]), (1e-156, [5, 10], [1, 3])])
+def test_rf_grid_on_features_near_the_bottom_of_float64(rng, scale, D, P):
+    """Tiny features square into tiny (even subnormal) Gram matrices and huge ridgeless dual
+    coefficients: the cells must still be the least-squares solution (a review found the
+    batched paths gave train MSE 0 * inf = NaN at 1e-100, and wrong weights from an LU
+    solve of the subnormal normal equations at 1e-156)."""
+    F = rng.standard_normal((14, 20)) * scale
+    Y = rng.standard_normal((14, 1))
+    out = rf_grid(F[:10], Y[:10], F[10:], Y[10:], D, P, ridge=0.0)
+    for i, d in enumerate(D):
+        for j, p in enumerate(P):
+            theta = np.linalg.lstsq(F[:d, :p], Y[:d], rcond=None)[0]
+            train = np.mean((F[:d, :p] @ theta - Y[:d]) ** 2)
+            test = np.mean((F[10:, :p] @ theta - Y[10:]) ** 2)
+            # these systems have condition numbers below 1e3 at unit scale: agreement to
+            # 1e-9 is far looser than their rounding and far tighter than the failures
+            np.testing.assert_allclose(out["test_mse"][i, j], test, rtol=1e-9)
+            np.testing.assert_allclose(out["train_mse"][i, j], train, rtol=1e-9, atol=1e-12)
