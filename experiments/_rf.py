@@ -218,7 +218,7 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
 
 # Primal cells with at most this many features are solved in stacks, one batched numpy call
 # per p for all its d (per-cell LAPACK calls cost more in overhead than in arithmetic there).
-_STACKED_P = 128
+_STACKED_P = 64
 
 
 def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
