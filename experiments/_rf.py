@@ -37,17 +37,23 @@ def _chol(A: np.ndarray, scale: float):
     if A.strides[0] != A.itemsize:
         raise ValueError("internal: _chol needs a column-major matrix (its lower triangle is read)")
     info = potrf_lower(A)
-    if info != 0 or not np.all(np.diag(A) > 1e-7 * np.sqrt(scale)):
+    if info != 0 or not _numerically_pd(np.diag(A), scale):
         return None
     return A
 
 
-def _ill_conditioned(L: np.ndarray) -> bool:
-    """Whether the matrix factored as ``L L^T`` has condition number above 1e8 (by the lower
-    bound ``(max L_ii / min L_ii)^2``): ridgeless normal equations or kernels would lose more
-    than half the digits, so the cell is solved from the features instead."""
-    diag = np.diag(L)
-    return bool((np.max(diag) / np.min(diag)) ** 2 > 1e8)
+def _numerically_pd(diag, scale):
+    """Whether Cholesky factors with diagonals ``diag (..., n)`` are usable: every ``L_ii``
+    above ``1e-7 sqrt(scale)``, ``scale (...)`` the factored matrix's largest diagonal entry."""
+    return np.all(diag > 1e-7 * np.sqrt(np.asarray(scale))[..., None], axis=-1)
+
+
+def _ill_conditioned(diag):
+    """Whether matrices factored as ``L L^T``, ``L``'s diagonals ``diag (..., n)``, have condition
+    number above 1e8 (by the lower bound ``(max L_ii / min L_ii)^2``): ridgeless normal
+    equations or kernels would lose more than half the digits, so the cell is solved from the
+    features instead (so is a ratio that is not a number)."""
+    return ~((np.max(diag, axis=-1) / np.min(diag, axis=-1)) ** 2 <= 1e8)
 
 
 def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
@@ -63,11 +69,11 @@ def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
     return scipy.linalg.lstsq(A, b, cond=np.finfo(np.float64).eps * max(A.shape), lapack_driver="gelsd")[0]
 
 
-def _trsolve(L, b, trans: int):
-    """``L^{-1} b`` (``trans=0``) or ``L^{-T} b`` (``trans=1``); ``L`` comes from :func:`_chol`,
-    whose diagonal is checked, so the solve cannot divide by zero."""
+def _forward_solve(L, b):
+    """``L^{-1} b`` in a new column-major array; ``L`` comes from :func:`_chol`, whose diagonal
+    is checked, so the solve cannot divide by zero."""
     x = np.array(b, dtype=np.float64, order="F")
-    trsm_lower(L, x, transpose=bool(trans))
+    trsm_lower(L, x, transpose=False)
     return x
 
 
@@ -189,7 +195,7 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
             solved = []
             for i in idx:
                 d = int(D[i])
-                if L is None or (ridge == 0 and _ill_conditioned(L[:d, :d])):
+                if L is None or (ridge == 0 and _ill_conditioned(np.diag(L)[:d])):
                     weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge)
                 else:
                     solved.append((int(i), d))
@@ -198,7 +204,7 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
             # Every d in one back-substitution: L^T alpha = z with z zero below row d gives
             # alpha zero below row d and, above it, the solve with the leading d x d block
             # (the factor of K's leading block is the leading block of its factor).
-            z = _trsolve(L, Y_tr[:m], 0)
+            z = _forward_solve(L, Y_tr[:m])
             Z = np.zeros((m, len(solved) * c), order="F")
             for n, (i, d) in enumerate(solved):
                 Z[:d, n * c:(n + 1) * c] = z[:d]
@@ -270,9 +276,9 @@ def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
     p = A.shape[0]
     trace = float(np.trace(A))
     L = _chol(A, scale)
-    if L is None or (ridge == 0 and _ill_conditioned(L)):
+    if L is None or (ridge == 0 and _ill_conditioned(np.diag(L))):
         return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None)]
-    theta = _trsolve(L, R, 0)
+    theta = _forward_solve(L, R)
     trsm_lower(L, theta, transpose=True)
     return [(i, j, theta, _exact_train_mse(theta, R, yy, trace, ridge * p, d))]
 
@@ -312,9 +318,9 @@ def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
             L = None
         if L is not None:
             Ld = np.einsum("kii->ki", L)
-            good = np.all(Ld > 1e-7 * np.sqrt(scale)[:, None], axis=1)
+            good = _numerically_pd(Ld, scale)
             if ridge == 0:
-                good &= (np.max(Ld, axis=1) / np.min(Ld, axis=1)) ** 2 <= 1e8
+                good &= ~_ill_conditioned(Ld)
         else:
             good = np.zeros(len(cells), dtype=bool)
         if good.any():
