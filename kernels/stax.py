@@ -30,6 +30,7 @@ from ._layers import (
     Kernel,
     KernelFn,
     Relu,
+    WidthMask,
     parallel,
     serial,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "Kernel",
     "KernelFn",
     "Relu",
+    "WidthMask",
     "parallel",
     "serial",
 ]

@@ -2,7 +2,7 @@
 
 from ._combinators import FanInSum, FanOut, parallel, serial
 from ._kernel import Kernel, KernelFn
-from ._linear import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity
+from ._linear import AvgPool, Conv, Dense, Flatten, GlobalAvgPool, Identity, WidthMask
 from ._nonlinear import ABRelu, Erf, Gelu, Relu
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "Kernel",
     "KernelFn",
     "Relu",
+    "WidthMask",
     "parallel",
     "serial",
 ]

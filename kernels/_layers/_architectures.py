@@ -38,7 +38,7 @@ def _positive_int(name, value):
 
 def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), b_std: float = 0.0,
         width: int = 512, out_dim: int = 1, W_std_out: float = 1.0, parameterization: str = "ntk",
-        readout: bool = True):
+        readout: bool = True, width_mask: bool = False):
     """Fully connected network with ``depth`` hidden layers.
 
     Parameters
@@ -59,6 +59,10 @@ def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), 
     readout : bool
         Without the readout the network maps inputs to its last hidden layer (its features;
         the kernel is then that layer's NNGP/NTK).
+    width_mask : bool
+        A :func:`stax.WidthMask` after every activation: ``apply_fn(params, x,
+        hidden_scale=s)`` scales each hidden layer's units by ``s`` (networks of several
+        widths trained as copies of the widest, padded and masked). Kernels are unchanged.
 
     Returns
     -------
@@ -78,7 +82,7 @@ def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), 
     layers = []
     for _ in range(depth):
         layers += [stax.Dense(width, W_std=W_std, b_std=b_std, parameterization=parameterization),
-                   _activation(activation)]
+                   _activation(activation)] + ([stax.WidthMask()] if width_mask else [])
     if readout:
         layers.append(stax.Dense(out_dim, W_std=W_std_out, b_std=b_std, parameterization=parameterization))
     return stax.serial(*layers)
@@ -86,12 +90,13 @@ def mlp(depth: int, *, activation: str = "relu", W_std: float = math.sqrt(2.0), 
 
 def cnn(depth: int, *, channels: int = 128, filter_shape: tuple[int, int] = (3, 3), activation: str = "relu",
         W_std: float = math.sqrt(2.0), b_std: float = 0.0, pool: str = "global", out_dim: int = 1,
-        parameterization: str = "ntk", readout: bool = True):
+        parameterization: str = "ntk", readout: bool = True, width_mask: bool = False):
     """Convolutional network: ``depth`` same-padded conv + activation layers, then a readout.
 
     Inputs are NHWC images. ``pool="global"`` averages over space before the readout (a
     translation-invariant kernel); ``pool="flatten"`` reads out every position. With
-    ``readout=False`` the network ends with the pooled features.
+    ``readout=False`` the network ends with the pooled features. ``width_mask`` puts a
+    :func:`stax.WidthMask` after every activation, as in :func:`mlp`.
 
     Examples
     --------
@@ -108,6 +113,7 @@ def cnn(depth: int, *, channels: int = 128, filter_shape: tuple[int, int] = (3, 
     for _ in range(depth):
         layers += [stax.Conv(channels, filter_shape, padding="SAME", W_std=W_std, b_std=b_std,
                              parameterization=parameterization), _activation(activation)]
+        layers += [stax.WidthMask()] if width_mask else []
     layers.append(stax.GlobalAvgPool() if pool == "global" else stax.Flatten())
     if readout:
         layers.append(stax.Dense(out_dim, W_std=1.0, b_std=b_std, parameterization=parameterization))

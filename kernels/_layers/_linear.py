@@ -74,6 +74,31 @@ def Identity():
     return init_fn, apply_fn, KernelFn(lambda k: k, "Identity")
 
 
+def WidthMask():
+    """Scales activations along the channel axis by ``apply_fn``'s keyword ``hidden_scale``.
+
+    For training networks of several widths in one program: each copy is the widest network
+    with the units past its own width masked off (``hidden_scale`` 0 there). Without
+    ``hidden_scale`` the layer is the identity, and ``kernel_fn`` passes the kernel through
+    (an infinite-width network has no padding).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from kernels import stax
+    >>> _, apply_fn, _ = stax.WidthMask()
+    >>> apply_fn((), np.ones((1, 4)), hidden_scale=np.array([2.0, 2.0, 0.0, 0.0])).tolist()
+    [[2.0, 2.0, 0.0, 0.0]]
+    """
+    def init_fn(rng, input_shape):
+        return input_shape, ()
+
+    def apply_fn(params, inputs, hidden_scale=None, **kwargs):
+        return inputs if hidden_scale is None else inputs * hidden_scale
+
+    return init_fn, apply_fn, KernelFn(lambda k: k, "WidthMask")
+
+
 def Dense(out_dim: int, W_std: float = 1.0, b_std: float | None = None, *, parameterization: str = "ntk"):
     """Fully connected layer acting on the last (channel) axis.
 
