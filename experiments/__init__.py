@@ -20,7 +20,7 @@ from ._datasets import (
 from ._features import load_embeddings, penultimate_features
 from ._hypercube import HypercubeTeacher, hypercube_teacher
 from ._kinds import MODELS, TASKS, ModelKind, Param, TaskKind, register_model, register_task
-from ._networks import Network, TrainConfig, network, predict, train, width_for_parameters
+from ._networks import Network, TrainConfig, network, pad_params, predict, train, unpad_params, width_for_parameters
 from ._run import run, summary
 from ._spec import SweepSpec
 from ._store import ReadOnlyStoreError, StoreError, export_netcdf, load
@@ -57,6 +57,7 @@ __all__ = [
     "load_svhn",
     "nested_subsets",
     "network",
+    "pad_params",
     "penultimate_features",
     "predict",
     "read_idx",
@@ -70,6 +71,7 @@ __all__ = [
     "teacher_student",
     "train",
     "unit_key",
+    "unpad_params",
     "width_for_parameters",
     "write_idx",
 ]

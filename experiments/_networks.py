@@ -31,6 +31,8 @@ class Network:
     parameterization: str
     body: tuple
     readout: tuple
+    activation: str = "relu"
+    width_mask: bool = False
 
     @functools.cached_property
     def _full(self):
@@ -42,8 +44,40 @@ class Network:
         _, params = self._full[0](key, tuple(input_shape))
         return params
 
-    def apply(self, params, x):
-        return self._full[1](params, x)
+    def apply(self, params, x, hidden_scale=None):
+        """Outputs on ``x``; ``hidden_scale`` (a network built with ``width_mask``) scales every
+        hidden unit (see :meth:`hidden_scale`)."""
+        if hidden_scale is None:
+            return self._full[1](params, x)
+        if not self.width_mask:
+            raise ValueError("hidden_scale needs a network built with width_mask=True")
+        return self._full[1](params, x, hidden_scale=hidden_scale)
+
+    def at_width(self, width: int, *, width_mask: bool = False) -> "Network":
+        """The same architecture at another width."""
+        return network(self.kind, width=width, depth=self.depth, out_dim=self.out_dim,
+                       parameterization=self.parameterization, activation=self.activation, width_mask=width_mask)
+
+    def hidden_scale(self, width: int) -> np.ndarray:
+        """The ``hidden_scale`` that makes this (masked) network compute the network of
+        ``width``: units past ``width`` are 0, the others 1, or ``sqrt(self.width / width)``
+        in the NTK parameterisation, whose layers scale by ``1/sqrt(fan-in)`` of the padded
+        width (so the product is ``1/sqrt(fan-in)`` of the true one).
+
+        With parameters that are the ``width`` network's, zero-padded (:func:`pad_params`),
+        outputs and gradients are that network's and the padding's gradients are exactly 0.
+
+        Examples
+        --------
+        >>> import experiments
+        >>> net = experiments.network("mlp", width=4, depth=1, parameterization="ntk", width_mask=True)
+        >>> net.hidden_scale(1).tolist()
+        [2.0, 0.0, 0.0, 0.0]
+        """
+        if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or not 1 <= width <= self.width:
+            raise ValueError(f"width must be an integer in [1, {self.width}], got {width!r}")
+        value = math.sqrt(self.width / int(width)) if self.parameterization == "ntk" else 1.0
+        return np.where(np.arange(self.width) < int(width), value, 0.0)
 
     def features(self, params, x):
         """The body's output: the network's last hidden representation."""
@@ -56,11 +90,12 @@ class Network:
 
 @functools.lru_cache(maxsize=256)
 def network(kind: str, *, width: int, depth: int, out_dim: int = 1, parameterization: str = "standard",
-            activation: str = "relu") -> Network:
+            activation: str = "relu", width_mask: bool = False) -> Network:
     """A fully connected (``"mlp"``), convolutional (``"cnn"``) or wide-residual (``"wrn"``) network.
 
     ``width`` is the hidden width (MLP), the channel count (CNN) or the width multiplier
-    (WRN, ``depth = 6n + 4``). MLPs flatten their inputs first.
+    (WRN, ``depth = 6n + 4``). MLPs flatten their inputs first. ``width_mask`` (MLP, CNN)
+    builds the network to train narrower ones as its padded copies (:meth:`Network.hidden_scale`).
 
     Examples
     --------
@@ -75,21 +110,64 @@ def network(kind: str, *, width: int, depth: int, out_dim: int = 1, parameteriza
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     width, depth, out_dim = int(width), int(depth), int(out_dim)
+    width_mask = bool(width_mask)
     if kind == "mlp":
         body = stax.serial(stax.Flatten(), kernels.mlp(depth, width=width, activation=activation,
-                                                       parameterization=parameterization, readout=False))
+                                                       parameterization=parameterization, readout=False,
+                                                       width_mask=width_mask))
     elif kind == "cnn":
         body = kernels.cnn(depth, channels=width, activation=activation, parameterization=parameterization,
-                           readout=False)
+                           readout=False, width_mask=width_mask)
     else:
+        if width_mask:
+            raise ValueError("width_mask is for mlp and cnn networks (a wide ResNet's widths are not padded)")
         body = kernels.wide_resnet(depth, width_multiplier=width, readout=False)
     readout = stax.Dense(out_dim, W_std=1.0, parameterization=parameterization)
-    return Network(kind, width, depth, out_dim, parameterization, body, readout)
+    return Network(kind, width, depth, out_dim, parameterization, body, readout, activation, width_mask)
+
+
+def pad_params(params, shapes):
+    """Zero-pad every leaf of ``params`` (a narrower network's, any leading copy axes) at the
+    end of each axis to the matching leaf of ``shapes`` (the wider network's parameters or
+    their shapes, without the copy axes)."""
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    mine = jax.tree_util.tree_leaves(params)
+    if len(mine) != len(leaves):
+        raise ValueError(f"parameters with {len(mine)} arrays do not fit a network with {len(leaves)}")
+    out = []
+    for a, target in zip(mine, leaves):
+        shape = tuple(target.shape)
+        lead = a.ndim - len(shape)
+        if lead < 0 or any(n > m for n, m in zip(a.shape[lead:], shape)):
+            raise ValueError(f"cannot pad a parameter of shape {a.shape} to {shape}")
+        # in numpy: an XLA pad would compile once per shape, far longer than it runs
+        out.append(np.pad(np.asarray(a), [(0, 0)] * lead + [(0, m - n) for n, m in zip(a.shape[lead:], shape)]))
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def unpad_params(params, shapes):
+    """The leading blocks of ``params``' leaves (a padded network's, any leading copy axes) of
+    the shapes of ``shapes``' leaves (the narrower network's): the inverse of :func:`pad_params`."""
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    mine = jax.tree_util.tree_leaves(params)
+    if len(mine) != len(leaves):
+        raise ValueError(f"parameters with {len(mine)} arrays do not fit a network with {len(leaves)}")
+    out = []
+    for a, target in zip(mine, leaves):
+        shape = tuple(target.shape)
+        lead = a.ndim - len(shape)
+        out.append(np.asarray(a)[(slice(None),) * lead + tuple(slice(0, n) for n in shape)])  # numpy: see pad_params
+    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 @functools.lru_cache(maxsize=64)
 def _batched_apply(net: Network):
     return jax.jit(jax.vmap(net.apply, in_axes=(0, None)))
+
+
+@functools.lru_cache(maxsize=64)
+def _batched_scaled_apply(net: Network):
+    return jax.jit(jax.vmap(net.apply, in_axes=(0, None, 0)))
 
 
 def width_for_parameters(kind: str, depth: int, n_params: int, input_shape, *, out_dim: int = 1, **kwargs) -> int:
@@ -207,7 +285,7 @@ class TrainResult:
         self.history = history  # (checks, S) validation loss at every check
 
 
-def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_train=None) -> TrainResult:
+def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_train=None, widths=None) -> TrainResult:
     """Train ``S`` copies of ``net`` at once: one device program, vmapped over copies.
 
     The whole loop runs on the device (``lax.while_loop`` over checks of
@@ -226,6 +304,11 @@ def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_trai
     n_train : int array (S,), optional
         Training points of each copy: rows ``n_train[s]:`` of ``x[s]`` are padding and
         never seen (losses are means over the real rows). Default: all ``D``.
+    widths : int array (S,), optional
+        Each copy's own width, for ``net`` built with ``width_mask=True`` at the largest: copy
+        ``s`` starts from the parameters ``net.at_width(widths[s]).init`` draws, zero-padded,
+        and trains as that network (:meth:`Network.hidden_scale`; the padding stays exactly
+        0). Its parameters come back padded: :func:`unpad_params` takes them out.
 
     Returns
     -------
@@ -245,10 +328,10 @@ def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_trai
     >>> res.steps.tolist(), bool(np.all(res.train_loss < 0.5 * y.var()))
     ([200, 200], True)
     """
-    return _launch_training(net, x, y, x_val, y_val, keys=keys, config=config, n_train=n_train)()
+    return _launch_training(net, x, y, x_val, y_val, keys=keys, config=config, n_train=n_train, widths=widths)()
 
 
-def _launch_training(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_train=None):
+def _launch_training(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_train=None, widths=None):
     """Dispatch :func:`train`'s device program and return, without waiting for it, a function
     that collects its :class:`TrainResult` (so several programs can be in flight at once)."""
     x = jnp.asarray(x)
@@ -263,11 +346,39 @@ def _launch_training(net: Network, x, y, x_val, y_val, *, keys, config: TrainCon
     # initialisation runs eagerly: compiling it inside the training program costs more
     # than running it
     init_keys = jax.vmap(lambda k: jax.random.fold_in(k, 0))(keys)
-    params = jax.vmap(lambda k: net.init(k, (1,) + x.shape[2:]))(init_keys)
-    args = (params, keys, x, y, jnp.asarray(n), jnp.asarray(x_val), jnp.asarray(y_val))
+    in_shape = (1,) + x.shape[2:]
+    if widths is None:
+        params = jax.vmap(lambda k: net.init(k, in_shape))(init_keys)
+        scale = None
+    else:
+        params, scale = _padded_init(net, init_keys, widths, in_shape, S)
+    args = (params, keys, x, y, jnp.asarray(n), scale, jnp.asarray(x_val), jnp.asarray(y_val))
     args, pad = _shard_cells(args, S)
     out = fit(*args)  # dispatched asynchronously
     return functools.partial(_collect, out, S, pad, config)
+
+
+def _padded_init(net: Network, init_keys, widths, in_shape, S):
+    """Every copy's initial parameters at its own width, zero-padded to ``net``'s, and the
+    copies' ``hidden_scale`` rows."""
+    if not net.width_mask:
+        raise ValueError("widths needs a network built with width_mask=True (the widest of them)")
+    w = np.asarray(widths).reshape(-1)
+    if w.shape != (S,) or not np.issubdtype(w.dtype, np.integer) or np.any(w < 1) or np.any(w > net.width):
+        raise ValueError(f"widths must hold {S} integers in [1, {net.width}], got {widths!r}")
+    shapes = jax.eval_shape(lambda: net.init(jax.random.key(0), in_shape))
+    parts, order = [], []
+    for width in np.unique(w):
+        idx = np.nonzero(w == width)[0]
+        narrow = net.at_width(int(width))
+        own = jax.vmap(lambda k: narrow.init(k, in_shape))(init_keys if len(idx) == S else init_keys[idx])
+        parts.append(pad_params(own, shapes))
+        order.extend(idx.tolist())
+    where = np.argsort(np.asarray(order))  # copy s is row where[s] of the concatenation
+    params = jax.tree_util.tree_map(lambda *a: np.concatenate(a)[where], *parts)
+    dtype = jax.tree_util.tree_leaves(params)[0].dtype  # the scale rounded once, to the parameters' precision
+    scale = jnp.asarray(np.stack([net.hidden_scale(int(width)) for width in w]).astype(dtype))
+    return params, scale
 
 
 def _collect(out, S, pad, config) -> TrainResult:
@@ -292,7 +403,7 @@ def _shard_cells(args, S):
     if len(devices) < 2 or S < 2:
         return args, 0
     pad = (-S) % len(devices)
-    cells, shared = args[:5], args[5:]
+    cells, shared = args[:6], args[6:]
     if pad:
         cells = tuple(jax.tree_util.tree_map(lambda a: jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]), c)
                       for c in cells)
@@ -307,14 +418,14 @@ def _compiled_fit(net: Network, config: TrainConfig, bs: int, n_chunks: int):
     opt = config.optax_optimizer()
     patience = config.patience
 
-    def weighted_loss(p, xb, yb, wb):
-        per = _loss(config, net.apply(p, xb), yb)
+    def weighted_loss(p, xb, yb, wb, sc):
+        per = _loss(config, net.apply(p, xb, sc), yb)
         return jnp.sum(wb * per) / jnp.maximum(jnp.sum(wb), 1.0)
 
-    def val_loss(p, xv, yv):
-        return jnp.mean(_loss(config, net.apply(p, xv), yv))
+    def val_loss(p, sc, xv, yv):
+        return jnp.mean(_loss(config, net.apply(p, xv, sc), yv))
 
-    def one_step(carry, _, xs, ys, ns):
+    def one_step(carry, _, xs, ys, ns, sc):
         p, s, k = carry
         k, sub = jax.random.split(k)
         rows = jnp.arange(xs.shape[0])
@@ -328,16 +439,16 @@ def _compiled_fit(net: Network, config: TrainConfig, bs: int, n_chunks: int):
         else:
             idx = rows
         wb = (idx < ns).astype(xs.dtype)
-        g = jax.grad(weighted_loss)(p, xs[idx], ys[idx], wb)
+        g = jax.grad(weighted_loss)(p, xs[idx], ys[idx], wb, sc)
         upd, s = opt.update(g, s, p)
         return (optax.apply_updates(p, upd), s, k), None
 
-    def chunk(p, s, k, xs, ys, ns):
-        (p, s, k), _ = jax.lax.scan(functools.partial(one_step, xs=xs, ys=ys, ns=ns), (p, s, k), None,
+    def chunk(p, s, k, xs, ys, ns, sc):
+        (p, s, k), _ = jax.lax.scan(functools.partial(one_step, xs=xs, ys=ys, ns=ns, sc=sc), (p, s, k), None,
                                     length=config.eval_every)
         return p, s, k
 
-    def fit(params, keys, x, y, n, x_val, y_val):
+    def fit(params, keys, x, y, n, scale, x_val, y_val):
         S = x.shape[0]
         opt_state = jax.vmap(opt.init)(params)
         data_keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
@@ -351,10 +462,10 @@ def _compiled_fit(net: Network, config: TrainConfig, bs: int, n_chunks: int):
             return go & jnp.any(st["active"]) if patience is not None else go
 
         def body(st):
-            p, s, k = jax.vmap(chunk)(st["params"], st["opt"], st["keys"], x, y, n)
+            p, s, k = jax.vmap(chunk)(st["params"], st["opt"], st["keys"], x, y, n, scale)
             active = st["active"]
             steps = st["steps"] + config.eval_every * active.astype(jnp.int32)
-            val = jax.vmap(val_loss, in_axes=(0, None, None))(p, x_val, y_val).astype(jnp.float32)
+            val = jax.vmap(val_loss, in_axes=(0, 0, None, None))(p, scale, x_val, y_val).astype(jnp.float32)
             history = st["history"].at[st["i"]].set(jnp.where(active, val, jnp.nan))
             improved = active & (val < st["best_val"])
             best = jax.tree_util.tree_map(
@@ -368,14 +479,17 @@ def _compiled_fit(net: Network, config: TrainConfig, bs: int, n_chunks: int):
 
         st = jax.lax.while_loop(cond, body, state)
         mask = (jnp.arange(x.shape[1])[None, :] < n[:, None]).astype(x.dtype)
-        train_loss = jax.vmap(weighted_loss)(st["best"], x, y, mask)
+        train_loss = jax.vmap(weighted_loss)(st["best"], x, y, mask, scale)
         return st["best"], st["steps"], st["best_val"], train_loss, st["history"], st["i"], st["active"]
 
     return jax.jit(fit)
 
 
-def predict(net: Network, params, x, *, batch_size: int = 2048):
+def predict(net: Network, params, x, *, batch_size: int = 2048, hidden_scale=None):
     """Outputs of every seed's network on shared inputs ``x``: array (S, n, out_dim).
+
+    ``hidden_scale`` (S, width): each copy's :meth:`Network.hidden_scale`, for copies of
+    several widths trained padded in one masked network (:func:`train` with ``widths``).
 
     Examples
     --------
@@ -385,6 +499,10 @@ def predict(net: Network, params, x, *, batch_size: int = 2048):
     >>> experiments.predict(net, params, np.ones((5, 3))).shape
     (4, 5, 2)
     """
-    f = _batched_apply(net)
-    return np.concatenate([np.asarray(f(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)],
-                          axis=1)
+    if hidden_scale is None:
+        f = _batched_apply(net)
+        return np.concatenate([np.asarray(f(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)],
+                              axis=1)
+    f = _batched_scaled_apply(net)
+    return np.concatenate([np.asarray(f(params, x[i:i + batch_size], hidden_scale))
+                           for i in range(0, x.shape[0], batch_size)], axis=1)

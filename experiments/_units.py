@@ -417,10 +417,13 @@ def _net_unit(spec, coords):
     y_val = targets(d0, "val") if n_val else targets(d0, "pool")[:1]
     n = len(cells)
     res = {k: np.full(n, np.nan) for k in _NET_VARIABLES}
+    nets = {w: network(kind, width=w, depth=depth, out_dim=out_dim, **kw) for w in sorted(set(widths))}
+    n_params = {w: net.n_params(in_shape) for w, net in nets.items()}
     launched = []  # every program is dispatched before any result is awaited
-    for w in sorted(set(widths)):
-        net = network(kind, width=w, depth=depth, out_dim=out_dim, **kw)
-        idx = [i for i in range(n) if widths[i] == w]
+    for ws in _width_buckets(widths, n_params, paddable=kind != "wrn"):
+        # one width: its own network; several: copies of the widest, padded and masked
+        net = nets[ws[0]] if len(ws) == 1 else nets[max(ws)].at_width(max(ws), width_mask=True)
+        idx = [i for i in range(n) if widths[i] in ws]
         for bucket in _d_buckets([int(cells[i]["D"]) for i in idx], cfg.batch_size):
             group = [idx[j] for j in bucket]
             Dp = max(int(cells[i]["D"]) for i in group)
@@ -428,20 +431,51 @@ def _net_unit(spec, coords):
             y = np.stack([_pad(targets(datas[i], "pool"), Dp) for i in group])
             keys = jnp.stack([jax.random.fold_in(unit_key(spec, cells[i], cells[i]["seed"]), 7) for i in group])
             collect = _launch_training(net, x, y, x_val, y_val, keys=keys, config=cfg,
-                                       n_train=[int(cells[i]["D"]) for i in group])
-            launched.append((w, net, group, collect))
-    for w, net, group, collect in launched:
+                                       n_train=[int(cells[i]["D"]) for i in group],
+                                       widths=None if len(ws) == 1 else [widths[i] for i in group])
+            launched.append((net, group, collect))
+    for net, group, collect in launched:
         fit = collect()
-        preds = predict(net, fit.params, x_test)
+        scale = (np.stack([net.hidden_scale(widths[i]) for i in group]).astype(np.float32) if net.width_mask
+                 else None)
+        preds = predict(net, fit.params, x_test, hidden_scale=scale)
         test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
         acc = (np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification
                else np.full(len(group), np.nan))
-        n_params = float(net.n_params(in_shape))
         for j, i in enumerate(group):
             res["test_loss"][i], res["train_loss"][i], res["test_accuracy"][i] = test_loss[j], fit.train_loss[j], acc[j]
             res["steps"][i], res["converged"][i] = fit.steps[j], float(fit.converged[j])
-            res["width_used"][i], res["n_params"][i] = w, n_params
+            res["width_used"][i], res["n_params"][i] = widths[i], float(n_params[widths[i]])
     return res
+
+
+def _width_buckets(widths, cost, *, paddable: bool = True, max_overhead: float = 2.0):
+    """Groups of widths trained in one program, as zero-padded masked copies of the group's
+    widest network. From the widest down, a width joins the group while the padded work
+    (every cell at the widest network's ``cost``, e.g. its parameter count) stays within
+    ``max_overhead`` times the work of the cells at their own widths: fewer compilations for
+    at most that much more arithmetic (the same rule as the D buckets). Cells are counted:
+    ``widths`` holds one entry per cell.
+
+    Examples
+    --------
+    >>> _width_buckets([16, 32, 64] * 3, {16: 1482, 32: 3466, 64: 8970})
+    [[64, 32, 16]]
+    >>> _width_buckets([64, 203, 645, 2048], {64: 64, 203: 203, 645: 645, 2048: 2048})
+    [[2048, 645], [203, 64]]
+    """
+    count = {w: widths.count(w) for w in set(widths)}
+    if not paddable:
+        return [[w] for w in sorted(count)]
+    groups, cur, real = [], [], 0.0
+    for w in sorted(count, reverse=True):
+        n_cells = sum(count[v] for v in cur) + count[w]
+        if cur and n_cells * cost[cur[0]] > max_overhead * (real + count[w] * cost[w]):
+            groups.append(cur)
+            cur, real = [], 0.0
+        cur.append(w)
+        real += count[w] * cost[w]
+    return groups + [cur]
 
 
 def _d_buckets(Ds, batch_size):
