@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import tomllib
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +82,10 @@ def _sweep(args):
         raise UsageError(f"--workers must be >= 1, got {args.workers}")
     if args.netcdf:
         _output_dir(args.netcdf)
-    ds = run(spec, store=args.out, executor=args.executor, scheduler=args.scheduler, n_workers=args.workers,
-             progress=not args.no_progress, allow_version_change=args.allow_version_change)
+    with warnings.catch_warnings():  # failed units: the summary below lists them, and the exit status says so
+        warnings.filterwarnings("ignore", message=r"\d+ of \d+ units failed", category=RuntimeWarning)
+        ds = run(spec, store=args.out, executor=args.executor, scheduler=args.scheduler, n_workers=args.workers,
+                 progress=not args.no_progress, allow_version_change=args.allow_version_change)
     print(summary(ds))
     recomputed = ds.attrs.get("recomputed_last_run", "")
     again = f" ({int(ds.attrs.get('units_recomputed_last_run', 0))} recomputed: {recomputed})" if recomputed else ""

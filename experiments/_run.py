@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime
 import traceback
+import warnings
 
 import numpy as np
 import xarray as xr
@@ -171,12 +172,13 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         from tqdm.auto import tqdm
 
         bar = tqdm(total=spec.n_cells, initial=done_cells, unit="cell", desc=spec.name, smoothing=0.1)
-    failures = 0
+    failures, first_error = 0, None
 
     def record(unit, result, error):
-        nonlocal failures
+        nonlocal failures, first_error
         sink.write(unit, result, error)
         failures += error is not None
+        first_error = first_error or error
         if bar is not None:
             bar.update(spec.cells_per_unit)
             if failures:
@@ -216,6 +218,10 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             _run_dask(spec, todo, scheduler, n_workers, record, retries, resources)
         sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
+        if failures:  # recorded, not raised (the other units' results are kept): said, not silent
+            warnings.warn(f"{failures} of {len(todo)} units failed; their cells hold fill values and a rerun retries "
+                          f"them (experiments.summary lists every error). First: {first_error}", RuntimeWarning,
+                          stacklevel=2)
         return sink.load()
     finally:
         if bar is not None:

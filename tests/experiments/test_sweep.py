@@ -130,7 +130,8 @@ def test_failures_are_recorded_not_fatal(tmp_path):
     assert (ok.status == 1).all()
     bad = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "krr"},
                                 grid={"D": [50, 5000], "seed": [0, 1]}, n_test=200)
-    ds = experiments.run(bad, store=tmp_path / "bad.zarr", progress=False)
+    with pytest.warns(RuntimeWarning, match=r"2 of 2 units failed; .* First: ValueError: the grid asks for 5000"):
+        ds = experiments.run(bad, store=tmp_path / "bad.zarr", progress=False)
     assert (ds.status == 2).all()
     assert "asks for 5000 training" in str(ds.error.values[0])
     assert "failed" in experiments.summary(ds)
