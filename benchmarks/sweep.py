@@ -8,9 +8,9 @@
    rebuild them per cell), then for every cell draws that cell's features and makes one
    ``np.linalg.solve`` (primal or dual, whichever is smaller). Both are timed cold and
    warm; the test losses must agree (same features, same ridge convention).
-2. A trained-MLP width x D x seed sweep on digits. Ours: ``experiments.run`` (cells of one
-   width share a device program: D padded with masks, seeds and D vmapped, the training
-   loop and early stopping on the device). Peer: the old per-cell code (the training loop
+2. A trained-MLP width x D x seed sweep on digits. Ours: ``experiments.run`` (one device
+   program for the whole grid: widths padded to the widest and masked, D padded with masks,
+   seeds, D and widths vmapped, the training loop and early stopping on the device). Peer: the old per-cell code (the training loop
    of the previous release: one program per (D, width) cell, vmapped over seeds, checked
    from Python every ``eval_every`` steps), copied below. Reports steps per second.
 

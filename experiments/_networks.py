@@ -49,9 +49,15 @@ class Network:
         hidden unit (see :meth:`hidden_scale`)."""
         if hidden_scale is None:
             return self._full[1](params, x)
+        return self._full[1](params, x, hidden_scale=self._check_scale(hidden_scale))
+
+    def _check_scale(self, hidden_scale):
         if not self.width_mask:
             raise ValueError("hidden_scale needs a network built with width_mask=True")
-        return self._full[1](params, x, hidden_scale=hidden_scale)
+        if jnp.shape(hidden_scale) != (self.width,):
+            raise ValueError(f"hidden_scale must have shape ({self.width},) (one entry per hidden unit), "
+                             f"got shape {jnp.shape(hidden_scale)}")
+        return hidden_scale
 
     def at_width(self, width: int, *, width_mask: bool = False) -> "Network":
         """The same architecture at another width."""
@@ -74,14 +80,19 @@ class Network:
         >>> net.hidden_scale(1).tolist()
         [2.0, 0.0, 0.0, 0.0]
         """
+        if not self.width_mask:
+            raise ValueError("hidden_scale is for a network built with width_mask=True")
         if isinstance(width, bool) or not isinstance(width, (int, np.integer)) or not 1 <= width <= self.width:
             raise ValueError(f"width must be an integer in [1, {self.width}], got {width!r}")
         value = math.sqrt(self.width / int(width)) if self.parameterization == "ntk" else 1.0
         return np.where(np.arange(self.width) < int(width), value, 0.0)
 
-    def features(self, params, x):
-        """The body's output: the network's last hidden representation."""
-        return self.body[1](params[0], x)
+    def features(self, params, x, hidden_scale=None):
+        """The body's output: the network's last hidden representation (``hidden_scale``: as
+        in :meth:`apply`)."""
+        if hidden_scale is None:
+            return self.body[1](params[0], x)
+        return self.body[1](params[0], x, hidden_scale=self._check_scale(hidden_scale))
 
     def n_params(self, input_shape) -> int:
         shapes = jax.eval_shape(lambda: self.init(jax.random.key(0), input_shape))
@@ -110,6 +121,8 @@ def network(kind: str, *, width: int, depth: int, out_dim: int = 1, parameteriza
         if not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name} must be a positive integer, got {v!r}")
     width, depth, out_dim = int(width), int(depth), int(out_dim)
+    if not isinstance(width_mask, (bool, np.bool_)):
+        raise ValueError(f"width_mask must be True or False, got {width_mask!r}")
     width_mask = bool(width_mask)
     if kind == "mlp":
         body = stax.serial(stax.Flatten(), kernels.mlp(depth, width=width, activation=activation,
@@ -126,22 +139,46 @@ def network(kind: str, *, width: int, depth: int, out_dim: int = 1, parameteriza
     return Network(kind, width, depth, out_dim, parameterization, body, readout, activation, width_mask)
 
 
+def _check_widths(small, large, what):
+    """``small`` and ``large``: lists of per-leaf shapes (copy axes removed). Raises unless they
+    are one architecture at two widths: same ranks, and every axis that differs goes from one
+    width ``w`` to one width ``W >= w``."""
+    if len(small) != len(large):
+        raise ValueError(f"{what}: parameters with {len(small)} arrays do not fit a network with {len(large)}")
+    grown = set()
+    for a, b in zip(small, large):
+        if len(a) != len(b):
+            raise ValueError(f"{what}: a parameter of shape {a} does not fit one of shape {b}")
+        grown |= {(n, m) for n, m in zip(a, b) if n != m}
+    if len(grown) > 1 or any(n > m for n, m in grown):
+        raise ValueError(f"{what}: the shapes {small} and {large} are not one network at two widths "
+                         f"(axes go {sorted(grown)})")
+
+
 def pad_params(params, shapes):
     """Zero-pad every leaf of ``params`` (a narrower network's, any leading copy axes) at the
     end of each axis to the matching leaf of ``shapes`` (the wider network's parameters or
-    their shapes, without the copy axes)."""
+    their shapes, without the copy axes). Only the width may differ.
+
+    Examples
+    --------
+    >>> import jax, experiments
+    >>> narrow = experiments.network("mlp", width=2, depth=1)
+    >>> wide = experiments.network("mlp", width=4, depth=1, width_mask=True)
+    >>> p = experiments.pad_params(narrow.init(0, (1, 3)), jax.eval_shape(lambda: wide.init(0, (1, 3))))
+    >>> [tuple(a.shape) for a in jax.tree_util.tree_leaves(p)]
+    [(3, 4), (1, 4), (4, 1)]
+    """
     leaves, treedef = jax.tree_util.tree_flatten(shapes)
     mine = jax.tree_util.tree_leaves(params)
-    if len(mine) != len(leaves):
-        raise ValueError(f"parameters with {len(mine)} arrays do not fit a network with {len(leaves)}")
-    out = []
-    for a, target in zip(mine, leaves):
-        shape = tuple(target.shape)
-        lead = a.ndim - len(shape)
-        if lead < 0 or any(n > m for n, m in zip(a.shape[lead:], shape)):
-            raise ValueError(f"cannot pad a parameter of shape {a.shape} to {shape}")
-        # in numpy: an XLA pad would compile once per shape, far longer than it runs
-        out.append(np.pad(np.asarray(a), [(0, 0)] * lead + [(0, m - n) for n, m in zip(a.shape[lead:], shape)]))
+    lead = [np.ndim(a) - len(t.shape) for a, t in zip(mine, leaves)]
+    if any(n < 0 for n in lead) or len(set(lead)) > 1:
+        raise ValueError(f"pad_params: parameters of shapes {[np.shape(a) for a in mine]} do not fit "
+                         f"{[tuple(t.shape) for t in leaves]}")
+    _check_widths([np.shape(a)[k:] for a, k in zip(mine, lead)], [tuple(t.shape) for t in leaves], "pad_params")
+    # in numpy: an XLA pad would compile once per shape, far longer than it runs
+    out = [np.pad(np.asarray(a), [(0, 0)] * k + [(0, m - n) for n, m in zip(np.shape(a)[k:], t.shape)])
+           for a, t, k in zip(mine, leaves, lead)]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -150,13 +187,13 @@ def unpad_params(params, shapes):
     the shapes of ``shapes``' leaves (the narrower network's): the inverse of :func:`pad_params`."""
     leaves, treedef = jax.tree_util.tree_flatten(shapes)
     mine = jax.tree_util.tree_leaves(params)
-    if len(mine) != len(leaves):
-        raise ValueError(f"parameters with {len(mine)} arrays do not fit a network with {len(leaves)}")
-    out = []
-    for a, target in zip(mine, leaves):
-        shape = tuple(target.shape)
-        lead = a.ndim - len(shape)
-        out.append(np.asarray(a)[(slice(None),) * lead + tuple(slice(0, n) for n in shape)])  # numpy: see pad_params
+    lead = [np.ndim(a) - len(t.shape) for a, t in zip(mine, leaves)]
+    if any(n < 0 for n in lead) or len(set(lead)) > 1:
+        raise ValueError(f"unpad_params: parameters of shapes {[np.shape(a) for a in mine]} do not fit "
+                         f"{[tuple(t.shape) for t in leaves]}")
+    _check_widths([tuple(t.shape) for t in leaves], [np.shape(a)[k:] for a, k in zip(mine, lead)], "unpad_params")
+    out = [np.asarray(a)[(slice(None),) * k + tuple(slice(0, n) for n in t.shape)]  # numpy: see pad_params
+           for a, t, k in zip(mine, leaves, lead)]
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -499,6 +536,11 @@ def predict(net: Network, params, x, *, batch_size: int = 2048, hidden_scale=Non
     >>> experiments.predict(net, params, np.ones((5, 3))).shape
     (4, 5, 2)
     """
+    if hidden_scale is not None:
+        S = jax.tree_util.tree_leaves(params)[0].shape[0]
+        if np.shape(hidden_scale) != (S, net.width):
+            raise ValueError(f"hidden_scale must have shape ({S}, {net.width}) (a row per copy), "
+                             f"got shape {np.shape(hidden_scale)}")
     if hidden_scale is None:
         f = _batched_apply(net)
         return np.concatenate([np.asarray(f(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)],

@@ -376,8 +376,9 @@ _NET_VARIABLES = METRICS + ("steps", "converged", "width_used", "n_params")
 
 def _net_unit(spec, coords):
     """Every (D, width or P, seed) cell of a network unit, trained in as few device programs
-    as shapes allow: cells of one width share a program, vmapped (and sharded over local
-    devices) over D and seed, with training sets padded to the largest D of a bucket."""
+    as shapes allow: one program per (width bucket, D bucket), vmapped (and sharded over
+    local devices) over width, D and seed, with training sets padded to the largest D and
+    MLP/CNN widths to the widest of a bucket (masked copies, :meth:`Network.hidden_scale`)."""
     scaling.ensure_compilation_cache()  # training programs compile once per machine, not per process
     m = spec.params("model", coords)
     kind = spec.model["kind"]
@@ -436,8 +437,8 @@ def _net_unit(spec, coords):
             launched.append((net, group, collect))
     for net, group, collect in launched:
         fit = collect()
-        scale = (np.stack([net.hidden_scale(widths[i]) for i in group]).astype(np.float32) if net.width_mask
-                 else None)
+        dtype = jax.tree_util.tree_leaves(fit.params)[0].dtype  # the scale training used
+        scale = np.stack([net.hidden_scale(widths[i]) for i in group]).astype(dtype) if net.width_mask else None
         preds = predict(net, fit.params, x_test, hidden_scale=scale)
         test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
         acc = (np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification

@@ -162,3 +162,25 @@ def test_width_mask_errors():
         plain.apply(plain.init(jax.random.key(0), (1, 3)), x[0], np.ones(8))
     with pytest.raises(ValueError, match="width_mask is for mlp and cnn"):
         experiments.network("wrn", width=1, depth=10, width_mask=True)
+    with pytest.raises(ValueError, match="width_mask must be True or False, got 'no'"):
+        experiments.network("mlp", width=8, depth=1, width_mask="no")
+    with pytest.raises(ValueError, match="hidden_scale is for a network built with width_mask=True"):
+        plain.hidden_scale(4)
+    params = wide.init(jax.random.key(0), (1, 3))
+    for bad in (2.0, np.ones(1), np.ones((4, 8)), np.ones(4)):  # would broadcast, or not: always named
+        with pytest.raises(ValueError, match=r"hidden_scale must have shape \(8,\)"):
+            wide.apply(params, x[0], bad)
+    copies = jax.tree_util.tree_map(lambda a: np.stack([a] * 3), params)
+    with pytest.raises(ValueError, match=r"hidden_scale must have shape \(3, 8\)"):
+        experiments.predict(wide, copies, x[0], hidden_scale=np.ones((3, 1)))
+    narrow = experiments.network("mlp", width=4, depth=1)
+    shapes8 = jax.eval_shape(lambda: wide.init(jax.random.key(0), (1, 3)))
+    with pytest.raises(ValueError, match="unpad_params: the shapes .* are not one network at two widths"):
+        experiments.unpad_params(narrow.init(jax.random.key(1), (1, 3)), shapes8)  # would "unpad" to larger
+    other = experiments.network("mlp", width=8, depth=1, out_dim=3, width_mask=True)
+    with pytest.raises(ValueError, match="pad_params: the shapes .* are not one network at two widths"):
+        experiments.pad_params(narrow.init(jax.random.key(1), (1, 3)),
+                               jax.eval_shape(lambda: other.init(jax.random.key(0), (1, 5))))
+    cnn = experiments.network("cnn", width=4, depth=1)
+    with pytest.raises(ValueError, match="unpad_params: parameters of shapes"):
+        experiments.unpad_params(params, jax.eval_shape(lambda: cnn.init(jax.random.key(0), (1, 4, 4, 3))))
