@@ -155,6 +155,23 @@ def _check_widths(small, large, what):
                          f"(axes go {sorted(grown)})")
 
 
+def _aligned(params, shapes, what, *, grows):
+    """``params``' leaves, ``shapes``' leaves and tree, and the number of leading copy axes of
+    ``params``, checked to be one architecture at two widths (``params`` the narrower when
+    ``grows``)."""
+    leaves, treedef = jax.tree_util.tree_flatten(shapes)
+    mine = jax.tree_util.tree_leaves(params)
+    lead = [np.ndim(a) - len(t.shape) for a, t in zip(mine, leaves)]
+    if any(n < 0 for n in lead) or len(set(lead)) > 1:
+        raise ValueError(f"{what}: parameters of shapes {[np.shape(a) for a in mine]} do not fit "
+                         f"{[tuple(t.shape) for t in leaves]}")
+    own = [tuple(np.shape(a)[k:]) for a, k in zip(mine, lead)]
+    other = [tuple(t.shape) for t in leaves]
+    small, large = (own, other) if grows else (other, own)
+    _check_widths(small, large, what)
+    return mine, leaves, treedef, lead
+
+
 def pad_params(params, shapes):
     """Zero-pad every leaf of ``params`` (a narrower network's, any leading copy axes) at the
     end of each axis to the matching leaf of ``shapes`` (the wider network's parameters or
@@ -169,13 +186,7 @@ def pad_params(params, shapes):
     >>> [tuple(a.shape) for a in jax.tree_util.tree_leaves(p)]
     [(3, 4), (1, 4), (4, 1)]
     """
-    leaves, treedef = jax.tree_util.tree_flatten(shapes)
-    mine = jax.tree_util.tree_leaves(params)
-    lead = [np.ndim(a) - len(t.shape) for a, t in zip(mine, leaves)]
-    if any(n < 0 for n in lead) or len(set(lead)) > 1:
-        raise ValueError(f"pad_params: parameters of shapes {[np.shape(a) for a in mine]} do not fit "
-                         f"{[tuple(t.shape) for t in leaves]}")
-    _check_widths([np.shape(a)[k:] for a, k in zip(mine, lead)], [tuple(t.shape) for t in leaves], "pad_params")
+    mine, leaves, treedef, lead = _aligned(params, shapes, "pad_params", grows=True)
     # in numpy: an XLA pad would compile once per shape, far longer than it runs
     out = [np.pad(np.asarray(a), [(0, 0)] * k + [(0, m - n) for n, m in zip(np.shape(a)[k:], t.shape)])
            for a, t, k in zip(mine, leaves, lead)]
@@ -185,13 +196,7 @@ def pad_params(params, shapes):
 def unpad_params(params, shapes):
     """The leading blocks of ``params``' leaves (a padded network's, any leading copy axes) of
     the shapes of ``shapes``' leaves (the narrower network's): the inverse of :func:`pad_params`."""
-    leaves, treedef = jax.tree_util.tree_flatten(shapes)
-    mine = jax.tree_util.tree_leaves(params)
-    lead = [np.ndim(a) - len(t.shape) for a, t in zip(mine, leaves)]
-    if any(n < 0 for n in lead) or len(set(lead)) > 1:
-        raise ValueError(f"unpad_params: parameters of shapes {[np.shape(a) for a in mine]} do not fit "
-                         f"{[tuple(t.shape) for t in leaves]}")
-    _check_widths([tuple(t.shape) for t in leaves], [np.shape(a)[k:] for a, k in zip(mine, lead)], "unpad_params")
+    mine, leaves, treedef, lead = _aligned(params, shapes, "unpad_params", grows=False)
     out = [np.asarray(a)[(slice(None),) * k + tuple(slice(0, n) for n in t.shape)]  # numpy: see pad_params
            for a, t, k in zip(mine, leaves, lead)]
     return jax.tree_util.tree_unflatten(treedef, out)
