@@ -318,8 +318,9 @@ def _loss(config: TrainConfig, logits, y):
 class TrainResult:
     """Best parameters (stacked over seeds) and the training record."""
 
-    def __init__(self, params, steps, best_val, train_loss, converged, history):
+    def __init__(self, params, steps, best_val, train_loss, converged, history, hidden_scale=None):
         self.params = params
+        self.hidden_scale = hidden_scale  # (S, width) for copies of several widths (train's widths), else None
         self.steps = steps  # (S,) steps actually run
         self.best_val = best_val  # (S,)
         self.train_loss = train_loss  # (S,) at the best parameters
@@ -350,7 +351,8 @@ def train(net: Network, x, y, x_val, y_val, *, keys, config: TrainConfig, n_trai
         Each copy's own width, for ``net`` built with ``width_mask=True`` at the largest: copy
         ``s`` starts from the parameters ``net.at_width(widths[s]).init`` draws, zero-padded,
         and trains as that network (:meth:`Network.hidden_scale`; the padding stays exactly
-        0). Its parameters come back padded: :func:`unpad_params` takes them out.
+        0). Its parameters come back padded: :func:`unpad_params` takes them out, or
+        ``predict(net, result.params, x, hidden_scale=result.hidden_scale)`` uses them as they are.
 
     Returns
     -------
@@ -397,7 +399,7 @@ def _launch_training(net: Network, x, y, x_val, y_val, *, keys, config: TrainCon
     args = (params, keys, x, y, jnp.asarray(n), scale, jnp.asarray(x_val), jnp.asarray(y_val))
     args, pad = _shard_cells(args, S)
     out = fit(*args)  # dispatched asynchronously
-    return functools.partial(_collect, out, S, pad, config)
+    return functools.partial(_collect, out, S, pad, config, scale)
 
 
 def _padded_init(net: Network, init_keys, widths, in_shape, S):
@@ -423,7 +425,7 @@ def _padded_init(net: Network, init_keys, widths, in_shape, S):
     return params, scale
 
 
-def _collect(out, S, pad, config) -> TrainResult:
+def _collect(out, S, pad, config, scale=None) -> TrainResult:
     params, steps, best_val, train_loss, history, n_run, active = out
     if pad:
         params = jax.tree_util.tree_map(lambda a: a[:S], params)
@@ -435,7 +437,8 @@ def _collect(out, S, pad, config) -> TrainResult:
     best_so_far = np.fmin.accumulate(np.where(np.isnan(hist), np.inf, hist), axis=0)
     plateau = best_so_far[-1] >= 0.99 * best_so_far[-1 - tail] if len(hist) > tail else np.zeros(S, bool)
     stopped = ~active if config.patience is not None else np.zeros(S, bool)
-    return TrainResult(params, steps.astype(int), best_val, train_loss, stopped | plateau, hist)
+    return TrainResult(params, steps.astype(int), best_val, train_loss, stopped | plateau, hist,
+                       None if scale is None else np.asarray(scale))
 
 
 def _shard_cells(args, S):
@@ -541,15 +544,13 @@ def predict(net: Network, params, x, *, batch_size: int = 2048, hidden_scale=Non
     >>> experiments.predict(net, params, np.ones((5, 3))).shape
     (4, 5, 2)
     """
-    if hidden_scale is not None:
+    if hidden_scale is None:
+        f, extra = _batched_apply(net), ()
+    else:
         S = jax.tree_util.tree_leaves(params)[0].shape[0]
         if np.shape(hidden_scale) != (S, net.width):
             raise ValueError(f"hidden_scale must have shape ({S}, {net.width}) (a row per copy), "
                              f"got shape {np.shape(hidden_scale)}")
-    if hidden_scale is None:
-        f = _batched_apply(net)
-        return np.concatenate([np.asarray(f(params, x[i:i + batch_size])) for i in range(0, x.shape[0], batch_size)],
-                              axis=1)
-    f = _batched_scaled_apply(net)
-    return np.concatenate([np.asarray(f(params, x[i:i + batch_size], hidden_scale))
-                           for i in range(0, x.shape[0], batch_size)], axis=1)
+        f, extra = _batched_scaled_apply(net), (hidden_scale,)
+    return np.concatenate([np.asarray(f(params, x[i:i + batch_size], *extra)) for i in range(0, x.shape[0], batch_size)],
+                          axis=1)

@@ -437,9 +437,7 @@ def _net_unit(spec, coords):
             launched.append((net, group, collect))
     for net, group, collect in launched:
         fit = collect()
-        dtype = jax.tree_util.tree_leaves(fit.params)[0].dtype  # the scale training used
-        scale = np.stack([net.hidden_scale(widths[i]) for i in group]).astype(dtype) if net.width_mask else None
-        preds = predict(net, fit.params, x_test, hidden_scale=scale)
+        preds = predict(net, fit.params, x_test, hidden_scale=fit.hidden_scale)  # the scale training used
         test_loss = np.asarray(jax.vmap(lambda p: jnp.mean(_loss(cfg, p, t_test)))(jnp.asarray(preds)))
         acc = (np.mean(np.argmax(preds, -1) == d0.labels_test[None], axis=1) if classification
                else np.full(len(group), np.nan))

@@ -114,7 +114,8 @@ def test_widths_padded_in_one_program_train_as_their_own_networks(rng, kind, par
             everything = np.concatenate([np.ravel(a) for a in jax.tree_util.tree_leaves(mine)])
             assert np.count_nonzero(everything) == np.count_nonzero(got)  # the padding is exactly 0
             # predictions of the masked network with this copy's scale are the copy's own network's
-            out = experiments.predict(wide, mine, x[0, :7], hidden_scale=wide.hidden_scale(w)[None])
+            np.testing.assert_array_equal(res.hidden_scale[s], wide.hidden_scale(w))  # the scale it trained with
+            out = experiments.predict(wide, mine, x[0, :7], hidden_scale=res.hidden_scale[s:s + 1])
             np.testing.assert_allclose(out, experiments.predict(own, experiments.unpad_params(mine, shapes), x[0, :7]),
                                        rtol=1e-12, atol=1e-12)
 
