@@ -23,12 +23,64 @@ features by SVD least squares (minimum norm) for that cell.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import threading
 
 import numpy as np
 import scipy.linalg
 
 from ._lapack import potrf_lower, syrk_lower, trsm_lower
+
+# Buffers of finished units, reused by the next ones: a fresh array of megabytes is paid in
+# page faults on first touch (about a tenth of a large unit on a VM), a reused one is not.
+# At most this many bytes are kept idle; larger buffers are simply freed.
+_POOL_BYTES = 128 * 2**20
+_pool: list[np.ndarray] = []
+_pool_lock = threading.Lock()
+
+
+class Workspace:
+    """Float64 scratch arrays for one unit, taken from (and on exit given back to) a pool
+    that outlives the unit. Arrays from a workspace must not outlive it: results are
+    always fresh arrays.
+
+    Examples
+    --------
+    >>> from experiments._rf import Workspace
+    >>> with Workspace() as ws:
+    ...     a = ws.empty((3, 2), order="F")
+    >>> a.shape, a.flags.f_contiguous
+    ((3, 2), True)
+    """
+
+    def __init__(self):
+        self._held: list[np.ndarray] = []
+
+    def empty(self, shape, order: str = "C") -> np.ndarray:
+        n = int(np.prod(shape, dtype=np.int64))
+        with _pool_lock:
+            fits = [k for k, b in enumerate(_pool) if b.size >= n]
+            buf = _pool.pop(min(fits, key=lambda k: _pool[k].size)) if fits else None
+        if buf is None:
+            buf = np.empty(max(n, 1))
+        self._held.append(buf)
+        return buf[:n].reshape(shape, order=order)
+
+    def zeros(self, shape, order: str = "C") -> np.ndarray:
+        a = self.empty(shape, order)
+        a.fill(0.0)
+        return a
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        with _pool_lock:
+            _pool.extend(self._held)
+            _pool.sort(key=lambda b: b.size)
+            while sum(b.nbytes for b in _pool) > _POOL_BYTES:
+                _pool.pop()  # the largest
+        self._held.clear()
 
 
 def _chol(A: np.ndarray, scale: float):
@@ -77,7 +129,8 @@ def _forward_solve(L, b):
     return x
 
 
-def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=None, threads: int = 1) -> dict:
+def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=None, threads: int = 1,
+            workspace: Workspace | None = None) -> dict:
     """Every ``(D, P)`` cell of random-feature ridge regression from one feature draw.
 
     Parameters
@@ -98,6 +151,8 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
         Above 1, cells are tasks on a pool of that many threads (the dual cells one task, each
         primal cell's factor and solve one, each ``p``'s evaluation one) while this thread
         grows the normal equations; the numbers are identical to ``threads=1``.
+    workspace : Workspace, optional
+        Where the large scratch matrices come from (the caller's, if it has one open).
 
     Returns
     -------
@@ -121,9 +176,9 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
     Y_tr = np.ascontiguousarray(Y_train, dtype=np.float64)
     F_te = np.ascontiguousarray(F_test, dtype=np.float64)
     Y_te = np.ascontiguousarray(Y_test, dtype=np.float64)
-    with _Tasks(threads) as tasks:
-        dual = tasks.submit(_dual_cells, F_tr, Y_tr, D, P, ridge)
-        primal = _primal_cells(F_tr, Y_tr, D, P, ridge, tasks)
+    with _Tasks(threads) as tasks, (Workspace() if workspace is None else contextlib.nullcontext(workspace)) as ws:
+        dual = tasks.submit(_dual_cells, F_tr, Y_tr, D, P, ridge, ws)
+        primal = _primal_cells(F_tr, Y_tr, D, P, ridge, tasks, ws)
         weights, exact_train = dual.result()
         for cells in primal:
             for i, j, theta, train_mse in cells.result():
@@ -171,7 +226,7 @@ class _Tasks:
             self.pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _dual_cells(F_tr, Y_tr, D, P, ridge):
+def _dual_cells(F_tr, Y_tr, D, P, ridge, ws):
     """Cells ``d < p``: weights and exact train MSEs, keyed by ``(i, j)``."""
     weights, exact_train = {}, {}
     c = Y_tr.shape[1]
@@ -179,7 +234,8 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
     dual_rows = D[D < P[-1]]
     m_all = int(dual_rows.max()) if dual_rows.size else 0
     if m_all:
-        K = np.zeros((m_all, m_all), order="F")  # lower triangle, grown in place by BLAS syrk
+        K = ws.zeros((m_all, m_all), order="F")  # lower triangle, grown in place by BLAS syrk
+        block = ws.empty((m_all, m_all), order="F")  # each p's ridged kernel, then its factor
         prev = 0
         for j, p in enumerate(P):
             syrk_lower(K, F_tr[:m_all, prev:p], over_rows=False)  # K += F F^T over the new features
@@ -189,7 +245,7 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
                 continue
             m = int(D[idx[-1]])
             scale = float(np.max(np.diag(K)[:m])) / p + ridge
-            A = K[:m, :m] / p
+            A = np.divide(K[:m, :m], p, out=block[:m, :m])
             A[np.diag_indices(m)] += ridge
             L = _chol(A, scale)
             solved = []
@@ -227,7 +283,7 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge):
 _STACKED_P = 64
 
 
-def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
+def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks, ws) -> list:
     """Cells ``d >= p``: futures of lists of ``(i, j, theta, train MSE or None)``. This thread
     grows the normal equations over row blocks; each large cell's factor and solve is a task,
     the small cells (``p <= _STACKED_P``) one task of stacked solves."""
@@ -236,10 +292,10 @@ def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks) -> list:
     primal_cols = P[P <= D[-1]]
     q = int(primal_cols.max()) if primal_cols.size else 0
     if q:
-        G = np.zeros((q, q), order="F")  # lower triangle, grown in place by BLAS syrk
+        G = ws.zeros((q, q), order="F")  # lower triangle, grown in place by BLAS syrk
         R = np.zeros((q, c))
         # one reusable block for the cells factored in this thread (no fresh pages per cell)
-        work = np.empty((q, q), order="F") if tasks.pool is None else None
+        work = ws.empty((q, q), order="F") if tasks.pool is None else None
         small = []  # (i, d, G's small leading block, R's, y^T y) at each d with small cells
         yy = 0.0  # y^T y over the first d rows
         prev = 0

@@ -29,7 +29,7 @@ from ._datasets import load_dataset
 from ._features import load_embeddings
 from ._kinds import REQUIRED, ModelKind, Param, TaskKind, host_threads, model_kind, register_model, register_task
 from ._networks import TrainConfig, _launch_training, _loss, network, predict, width_for_parameters
-from ._rf import rf_grid
+from ._rf import Workspace, rf_grid
 from ._spec import SweepSpec
 from ._teacher_student import numpy_generator, projected_risk, sample_projected, teacher_student
 from ._transforms import add_input_noise, superclass
@@ -278,6 +278,11 @@ def _rf_unit(spec, coords):
     key = unit_key(spec, coords, coords["seed"])
     k_data, k_feat = _prng.split(key)
     data = spec.task_kind.data(spec, coords, k_data, int(D[-1]), n_features=int(P[-1]))
+    with Workspace() as ws:  # the features and the engine's scratch matrices: reused buffers
+        return _rf_unit_cells(spec, m, D, P, k_feat, data, ws)
+
+
+def _rf_unit_cells(spec, m, D, P, k_feat, data, ws):
     if spec.task_kind.features:
         F_tr, F_te = _flat(data.x_pool), _flat(data.x_test)
     else:
@@ -286,7 +291,7 @@ def _rf_unit(spec, coords):
         W = numpy_generator(k_feat).standard_normal((n_in, int(P[-1])))
         # relu(z) sqrt(2) = relu(sqrt(2) z): the scale goes into W, features made in place
         W *= (np.sqrt(2.0) if m["features"] == "relu" else 1.0) / np.sqrt(n_in)
-        F = X @ W
+        F = np.matmul(X, W, out=ws.empty((X.shape[0], W.shape[1])))
         if m["features"] == "relu":
             np.maximum(F, 0.0, out=F)
         F_tr, F_te = F[:n_tr], F[n_tr:]
@@ -304,7 +309,7 @@ def _rf_unit(spec, coords):
         def risk(i, j, p, theta):  # collected, then computed in one batch
             deferred.append((i, j, theta[:, 0]))
             return np.nan
-    out = rf_grid(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], risk=risk, threads=host_threads())
+    out = rf_grid(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], risk=risk, threads=host_threads(), workspace=ws)
     if cov is None and data.risk is not None:
         risks = data.risk([t for _, _, t in deferred])
         for (i, j, _), r in zip(deferred, risks):

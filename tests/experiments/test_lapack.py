@@ -150,3 +150,28 @@ def test_threads_hold_a_bounded_number_of_matrix_copies(rng):
     block = 400 * 400 * 8  # the largest copy
     # queued + running tasks (2 per thread) and one being made by the producer, each one block
     assert peaks[2] <= peaks[1] + (2 * 2 + 1) * block
+
+
+def test_workspace_buffers_are_reused_and_results_do_not_alias_them(rng):
+    from experiments import _rf
+
+    X = rng.standard_normal((330, 6))
+    F = np.sqrt(2.0) * np.maximum(X @ rng.standard_normal((6, 120)) / np.sqrt(6), 0)
+    Y = np.eye(3)[rng.integers(0, 3, 330)] - 1 / 3
+    D, P = [10, 30, 90, 250], [8, 30, 60, 120]
+    first = rf_grid(F[:250], Y[:250], F[250:], Y[250:], D, P, ridge=1e-3)
+    kept = {k: v.copy() for k, v in first.items()}
+    pooled = list(_rf._pool)
+    assert pooled  # the first call's scratch matrices came back to the pool
+    for b in pooled:
+        b.fill(np.nan)  # scribbled on: the next engine call must not read what is left in them
+    with _rf.Workspace() as ws:  # and the next unit takes them instead of fresh memory
+        taken = ws.empty((120, 120), order="F")
+        assert any(np.shares_memory(taken, b) for b in pooled)
+    second = rf_grid(F[:250], Y[:250], F[250:], Y[250:], D, P, ridge=1e-3)
+    for name in first:  # same numbers again, and the first call's results were not overwritten
+        np.testing.assert_array_equal(second[name], kept[name])
+        np.testing.assert_array_equal(first[name], kept[name])
+    with _rf.Workspace() as ws:
+        ws.empty((_rf._POOL_BYTES // 8 + 1,))  # larger than the pool keeps: freed, not kept
+    assert sum(b.nbytes for b in _rf._pool) <= _rf._POOL_BYTES
