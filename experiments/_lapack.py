@@ -39,6 +39,7 @@ def _function(module, name: str, *argtypes):
 _dsyrk = _function(_cython_blas, "dsyrk", _CHAR, _CHAR, _INT, _INT, _DBL, _DBL, _INT, _DBL, _DBL, _INT)
 _dtrsm = _function(_cython_blas, "dtrsm", _CHAR, _CHAR, _CHAR, _CHAR, _INT, _INT, _DBL, _DBL, _INT, _DBL, _INT)
 _dpotrf = _function(_cython_lapack, "dpotrf", _CHAR, _INT, _DBL, _INT, _INT)
+_dlacpy = _function(_cython_lapack, "dlacpy", _CHAR, _INT, _INT, _DBL, _INT, _DBL, _INT)
 
 
 def _int(v: int):
@@ -104,6 +105,30 @@ def syrk_lower(C: np.ndarray, A: np.ndarray, *, over_rows: bool, alpha: float = 
         # column-major A is A itself (a_t False) or A^T (a_t True); BLAS trans="T" forms op^T op
         trans = (b"T" if not a_t else b"N") if over_rows else (b"N" if not a_t else b"T")
     _dsyrk(b"L", trans, _int(n), _int(k), _dbl(alpha), a_addr, _int(lda), _dbl(beta), c_addr, _int(ldc))
+
+
+def copy_lower(A: np.ndarray, B: np.ndarray) -> None:
+    """``B``'s lower triangle (diagonal included) <- ``A``'s; ``B``'s upper triangle is left as
+    it was (half the bytes of a full copy, all a Cholesky factorisation reads).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from experiments._lapack import copy_lower
+    >>> A = np.asfortranarray(np.arange(4.0).reshape(2, 2)); B = np.full((2, 2), -1.0, order="F")
+    >>> copy_lower(A, B); B.tolist()
+    [[0.0, -1.0], [2.0, 3.0]]
+    """
+    n = A.shape[0]
+    if A.shape != (n, n) or B.shape != (n, n):
+        raise ValueError(f"internal: copy_lower of {A.shape} into {B.shape}")
+    if n == 0:
+        return
+    b_addr, ldb = _writable_column_major(B)
+    a_addr, lda, a_t = _column_major(A)
+    if a_t:
+        raise ValueError("internal: copy_lower reads a column-major (Fortran-order) matrix")
+    _dlacpy(b"L", _int(n), _int(n), a_addr, _int(lda), b_addr, _int(ldb))
 
 
 def potrf_lower(A: np.ndarray) -> int:

@@ -29,7 +29,7 @@ import threading
 import numpy as np
 import scipy.linalg
 
-from ._lapack import potrf_lower, syrk_lower, trsm_lower
+from ._lapack import copy_lower, potrf_lower, syrk_lower, trsm_lower
 
 # Buffers of finished units, reused by the next ones: a fresh array of megabytes is paid in
 # page faults on first touch (about a tenth of a large unit on a VM), a reused one is not.
@@ -315,7 +315,7 @@ def _primal_cells(F_tr, Y_tr, D, P, ridge, tasks, ws) -> list:
                     continue
                 if work is not None:
                     A = work[:p, :p]
-                    A[...] = G[:p, :p]
+                    copy_lower(G[:p, :p], A)  # all the factorisation reads
                 else:
                     A = G[:p, :p].copy(order="F")  # the task's own copy: G grows on
                 scale = float(np.max(np.diag(A))) + ridge * p
@@ -426,11 +426,11 @@ def _evaluate_p(F_tr, Y_tr, F_te, Y_te, Ds, p, thetas, known, labels_te, on_test
     test = np.full(len(thetas), np.nan)
     acc = np.full(len(thetas), np.nan)
     direct = [k for k, v in enumerate(known) if v is None]
-    if direct:  # train residuals where no exact shortcut applies
-        fit_tr = F_tr[:int(Ds[direct[-1]]), :p] @ np.concatenate([thetas[k] for k in direct], axis=1)
-        for n, k in enumerate(direct):
-            d = int(Ds[k])
-            train[k] = np.sum((fit_tr[:d, n * c:(n + 1) * c] - Y_tr[:d]) ** 2) / d
+    for k in direct:  # train residuals where no exact shortcut applies, each on its own d rows
+        d = int(Ds[k])
+        residual = F_tr[:d, :p] @ thetas[k]
+        residual -= Y_tr[:d]
+        train[k] = np.einsum("ij,ij->", residual, residual) / d
     if on_test_set:
         pred = (F_te[:, :p] @ np.concatenate(thetas, axis=1)).reshape(F_te.shape[0], len(thetas), c)
         err = pred - Y_te[:, None, :]

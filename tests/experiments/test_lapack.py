@@ -175,3 +175,12 @@ def test_workspace_buffers_are_reused_and_results_do_not_alias_them(rng):
     with _rf.Workspace() as ws:
         ws.empty((_rf._POOL_BYTES // 8 + 1,))  # larger than the pool keeps: freed, not kept
     assert sum(b.nbytes for b in _rf._pool) <= _rf._POOL_BYTES
+
+
+def test_copy_lower_copies_the_lower_triangle_of_views_only(rng):
+    big = np.asfortranarray(rng.standard_normal((9, 9)))
+    A = big[:6, :6]  # a leading block: leading dimension 9
+    B = np.asfortranarray(np.full((8, 8), 7.0))[:6, :6]
+    _lapack.copy_lower(A, B)
+    np.testing.assert_array_equal(np.tril(B), np.tril(A))
+    np.testing.assert_array_equal(B[np.triu_indices(6, 1)], 7.0)
