@@ -21,7 +21,7 @@ from ._features import load_embeddings, penultimate_features
 from ._hypercube import HypercubeTeacher, hypercube_teacher
 from ._kinds import MODELS, TASKS, ModelKind, Param, TaskKind, register_model, register_task
 from ._networks import Network, TrainConfig, network, pad_params, predict, train, unpad_params, width_for_parameters
-from ._run import run, summary
+from ._run import UnitsFailedWarning, run, summary
 from ._spec import SweepSpec
 from ._store import ReadOnlyStoreError, StoreError, export_netcdf, load
 from ._teacher_student import TeacherStudent, teacher_student
@@ -43,6 +43,7 @@ __all__ = [
     "TeacherStudent",
     "TrainConfig",
     "UnitData",
+    "UnitsFailedWarning",
     "add_input_noise",
     "export_netcdf",
     "hypercube_teacher",

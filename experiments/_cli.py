@@ -74,7 +74,7 @@ def read_spec(path: str):
 
 
 def _sweep(args):
-    from ._run import run, summary
+    from ._run import UnitsFailedWarning, run, summary
     from ._store import export_netcdf
 
     spec = read_spec(args.spec)
@@ -83,7 +83,7 @@ def _sweep(args):
     if args.netcdf:
         _output_dir(args.netcdf)
     with warnings.catch_warnings():  # failed units: the summary below lists them, and the exit status says so
-        warnings.filterwarnings("ignore", message=r"\d+ of \d+ units failed", category=RuntimeWarning)
+        warnings.simplefilter("ignore", UnitsFailedWarning)
         ds = run(spec, store=args.out, executor=args.executor, scheduler=args.scheduler, n_workers=args.workers,
                  progress=not args.no_progress, allow_version_change=args.allow_version_change)
     print(summary(ds))

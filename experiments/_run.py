@@ -28,6 +28,24 @@ from ._units import _blas_controller, run_unit
 EXECUTORS = ("local", "devices", "dask")
 
 
+class UnitsFailedWarning(RuntimeWarning):
+    """Warned by :func:`run` when units failed (their cells hold fill values; a rerun
+    retries them). ``dataset`` holds the run's results, so nothing is lost where warnings
+    are raised as errors (``-W error``): ``except UnitsFailedWarning as w: ds = w.dataset``.
+
+    Examples
+    --------
+    >>> import warnings, experiments
+    >>> w = experiments.UnitsFailedWarning("1 of 2 units failed")
+    >>> isinstance(w, RuntimeWarning), w.dataset is None
+    (True, True)
+    """
+
+    def __init__(self, message: str, dataset: xr.Dataset | None = None):
+        super().__init__(message)
+        self.dataset = dataset
+
+
 def _describe(exc: BaseException) -> str:
     tb = traceback.extract_tb(exc.__traceback__)
     where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
@@ -150,6 +168,12 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         grid's dims; ``status`` and ``error`` per unit; provenance in attrs.
         ``attrs["units_computed_last_run"]`` counts the units this call computed.
 
+    Warns
+    -----
+    UnitsFailedWarning
+        When units failed (a ``RuntimeWarning``); it carries the results as ``.dataset``,
+        also where warnings are raised as errors.
+
     Examples
     --------
     >>> import experiments
@@ -223,11 +247,12 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             _run_dask(spec, todo, scheduler, n_workers, record, retries, resources)
         sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
+        ds = sink.load()
         if failures:  # recorded, not raised (the other units' results are kept): said, not silent
-            warnings.warn(f"{failures} of {len(todo)} units failed; their cells hold fill values and a rerun retries "
-                          f"them (experiments.summary lists every error). First: {first_error}", RuntimeWarning,
-                          stacklevel=2)
-        return sink.load()
+            warnings.warn(UnitsFailedWarning(
+                f"{failures} of {len(todo)} units failed; their cells hold fill values and a rerun retries them "
+                f"(experiments.summary lists every error). First: {first_error}", ds), stacklevel=2)
+        return ds
     finally:
         if bar is not None:
             bar.close()

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -135,6 +136,29 @@ def test_failures_are_recorded_not_fatal(tmp_path):
     assert (ds.status == 2).all()
     assert "asks for 5000 training" in str(ds.error.values[0])
     assert "failed" in experiments.summary(ds)
+    # where warnings are errors, the results come with the exception (an in-memory run would
+    # otherwise lose them): half the units failed, the other half are there
+    def data(spec, coords, key, n_pool, *, n_features=None, n_val=0):
+        if coords["seed"] % 2:
+            raise ValueError(f"odd seed {coords['seed']}")
+        x = np.linspace(-1, 1, n_pool + spec.n_test)[:, None] ** np.arange(1, 5)
+        return experiments.UnitData(x[:n_pool], x[:n_pool, 0], x[n_pool:], x[n_pool:, 0])
+
+    experiments.register_task(experiments.TaskKind("odd_seeds_fail", {}, data), overwrite=True)
+    half = experiments.SweepSpec(task={"kind": "odd_seeds_fail"}, model={"kind": "rf_ridge", "ridge": 1e-3},
+                                 grid={"D": [8, 16], "P": [8, 16], "seed": [0, 1, 2, 3]}, n_test=20)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", experiments.UnitsFailedWarning)
+        said = experiments.run(half, progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", experiments.UnitsFailedWarning)
+        with pytest.raises(experiments.UnitsFailedWarning, match="2 of 4 units failed.*odd seed 1") as raised:
+            experiments.run(half, progress=False)
+    kept = raised.value.dataset
+    assert kept.status.values.tolist() == [1, 2, 1, 2]
+    assert np.isfinite(kept.test_loss.sel(seed=[0, 2])).all()
+    for name in ("test_loss", "train_loss", "status", "error"):  # (time_s and its checksum vary)
+        xr.testing.assert_identical(kept[name], said[name])
 
 
 def test_a_store_of_another_sweep_is_refused(tmp_path):
