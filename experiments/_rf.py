@@ -176,7 +176,8 @@ def rf_grid(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float = 0.0, risk=
     Y_tr = np.ascontiguousarray(Y_train, dtype=np.float64)
     F_te = np.ascontiguousarray(F_test, dtype=np.float64)
     Y_te = np.ascontiguousarray(Y_test, dtype=np.float64)
-    with _Tasks(threads) as tasks, (Workspace() if workspace is None else contextlib.nullcontext(workspace)) as ws:
+    # the workspace is entered first, so it is given back only after the pool's tasks are done
+    with (Workspace() if workspace is None else contextlib.nullcontext(workspace)) as ws, _Tasks(threads) as tasks:
         dual = tasks.submit(_dual_cells, F_tr, Y_tr, D, P, ridge, ws)
         primal = _primal_cells(F_tr, Y_tr, D, P, ridge, tasks, ws)
         weights, exact_train = dual.result()

@@ -3,12 +3,14 @@ engine's thread pool against its single-threaded self (same bits)."""
 
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
 import scipy.linalg
 
 from experiments import _lapack
+from experiments import _rf
 from experiments._rf import rf_grid
 
 
@@ -143,6 +145,8 @@ def test_threads_hold_a_bounded_number_of_matrix_copies(rng):
     peaks = {}
     with threadpool_limits(1, user_api="blas"):
         for threads in (1, 2):
+            with _rf._pool_lock:  # both runs make their scratch matrices afresh (none from the pool)
+                _rf._pool.clear()
             tracemalloc.start()
             rf_grid(F[:1200], Y[:1200], F[1200:], Y[1200:], D, P, ridge=1e-3, threads=threads)
             peaks[threads] = tracemalloc.get_traced_memory()[1]
@@ -153,8 +157,6 @@ def test_threads_hold_a_bounded_number_of_matrix_copies(rng):
 
 
 def test_workspace_buffers_are_reused_and_results_do_not_alias_them(rng):
-    from experiments import _rf
-
     X = rng.standard_normal((330, 6))
     F = np.sqrt(2.0) * np.maximum(X @ rng.standard_normal((6, 120)) / np.sqrt(6), 0)
     Y = np.eye(3)[rng.integers(0, 3, 330)] - 1 / 3
@@ -184,3 +186,22 @@ def test_copy_lower_copies_the_lower_triangle_of_views_only(rng):
     _lapack.copy_lower(A, B)
     np.testing.assert_array_equal(np.tril(B), np.tril(A))
     np.testing.assert_array_equal(B[np.triu_indices(6, 1)], 7.0)
+
+
+def test_scratch_matrices_go_back_to_the_pool_only_after_the_engines_tasks_finish(rng, monkeypatch):
+    """rf_grid with threads and its own workspace: if the calling thread fails while a task
+    still runs (here: targets of the wrong length), the task's matrices must not be handed to
+    other units while it writes to them."""
+    syrk, in_pool = _rf.syrk_lower, []
+
+    def slow_syrk(C, A, **kw):
+        if threading.current_thread() is not threading.main_thread():  # the dual task, on the pool
+            time.sleep(0.2)  # the calling thread has failed by now
+            in_pool.append(any(np.shares_memory(C, b) for b in _rf._pool))
+        return syrk(C, A, **kw)
+
+    monkeypatch.setattr(_rf, "syrk_lower", slow_syrk)
+    F = rng.standard_normal((400, 600))
+    with pytest.raises(ValueError):
+        rf_grid(F, F[:200, :1], F[:10], F[:10, :1], [50, 400], [300, 600], ridge=1e-3, threads=2)
+    assert in_pool and not any(in_pool)
