@@ -163,12 +163,19 @@ def test_host_units_run_side_by_side_on_the_cpus_the_process_may_use(monkeypatch
     experiments.register_model(experiments.ModelKind(
         "host_test", {}, unit_dims=("D",), required_dims=frozenset({"D", "seed"}), grid_dims=frozenset(),
         variables=lambda spec: ("test_loss",), run=run, host_blas=True), overwrite=True)
-    spec = experiments.SweepSpec(task={"kind": "teacher_student"}, model={"kind": "host_test"},
-                                 grid={"D": [4], "seed": [0, 1, 2, 3]})
+    six = experiments.SweepSpec(task={"kind": "teacher_student"}, model={"kind": "host_test"},
+                                grid={"D": [4], "seed": [0, 1, 2, 3, 4, 5]})  # whole rounds on 1, 2, 3 cpus
     for cpus in ({0}, {0, 1}, {0, 1, 2}):
         monkeypatch.setattr("os.sched_getaffinity", lambda pid, cpus=cpus: cpus, raising=False)
         assert scaling.usable_cpus() == len(cpus)
         peak[0] = 0
-        ds = experiments.run(spec, progress=False)
+        ds = experiments.run(six, progress=False)
         assert (ds.status == 1).all(), ds.error.values
         assert peak[0] == len(cpus)
+    # units that do not divide into rounds: one more at a time (3 on 2 cpus: all at once)
+    three = experiments.SweepSpec(task={"kind": "teacher_student"}, model={"kind": "host_test"},
+                                  grid={"D": [4], "seed": [0, 1, 2]})
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    peak[0] = 0
+    ds = experiments.run(three, progress=False)
+    assert (ds.status == 1).all() and peak[0] == 3
