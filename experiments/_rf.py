@@ -29,7 +29,7 @@ import threading
 import numpy as np
 import scipy.linalg
 
-from ._lapack import copy_lower, potrf_lower, syrk_lower, trsm_lower
+from ._lapack import copy_lower, pocon_lower, potrf_lower, sym_norm1_lower, syrk_lower, trsm_lower
 
 # Buffers of finished units, reused by the next ones: a fresh array of megabytes is paid in
 # page faults on first touch (about a tenth of a large unit on a VM), a reused one is not.
@@ -100,12 +100,17 @@ def _numerically_pd(diag, scale):
     return np.all(diag > 1e-7 * np.sqrt(np.asarray(scale))[..., None], axis=-1)
 
 
-def _ill_conditioned(diag):
+def _ill_conditioned(diag, rcond=None):
     """Whether matrices factored as ``L L^T``, ``L``'s diagonals ``diag (..., n)``, have condition
-    number above 1e8 (by the lower bound ``(max L_ii / min L_ii)^2``): ridgeless normal
-    equations or kernels would lose more than half the digits, so the cell is solved from the
-    features instead (so is a ratio that is not a number)."""
-    return ~((np.max(diag, axis=-1) / np.min(diag, axis=-1)) ** 2 <= 1e8)
+    number above 1e8: ridgeless normal equations or kernels would lose more than half the
+    digits, so the cell is solved from the features instead (so is an estimate that is not a
+    number). The estimate is the larger of the lower bound ``(max L_ii / min L_ii)^2`` and
+    ``1 / rcond``, LAPACK's 1-norm estimate from the factor (:func:`_lapack.pocon_lower`),
+    where given: the diagonal bound alone can be a hundred times too small."""
+    ok = (np.max(diag, axis=-1) / np.min(diag, axis=-1)) ** 2 <= 1e8
+    if rcond is not None:
+        ok &= np.asarray(rcond) >= 1e-8
+    return ~ok
 
 
 def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
@@ -248,11 +253,13 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge, ws):
             scale = float(np.max(np.diag(K)[:m])) / p + ridge
             A = np.divide(K[:m, :m], p, out=block[:m, :m])
             A[np.diag_indices(m)] += ridge
+            # ridgeless: each leading block's norm, for its condition estimate after factoring
+            norms = {int(D[i]): sym_norm1_lower(A[:int(D[i]), :int(D[i])]) for i in idx} if ridge == 0 else {}
             L = _chol(A, scale)
             solved = []
             for i in idx:
                 d = int(D[i])
-                if L is None or (ridge == 0 and _ill_conditioned(np.diag(L)[:d])):
+                if L is None or (ridge == 0 and _ill_conditioned(np.diag(L)[:d], pocon_lower(L[:d, :d], norms[d]))):
                     weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge)
                 else:
                     solved.append((int(i), d))
@@ -332,8 +339,9 @@ def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
     """One primal cell from its (ridged) normal equations ``A theta = R``."""
     p = A.shape[0]
     trace = float(np.trace(A))
+    norm = sym_norm1_lower(A) if ridge == 0 else None
     L = _chol(A, scale)
-    if L is None or (ridge == 0 and _ill_conditioned(np.diag(L))):
+    if L is None or (ridge == 0 and _ill_conditioned(np.diag(L), pocon_lower(L, norm))):
         return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None)]
     theta = _forward_solve(L, R)
     trsm_lower(L, theta, transpose=True)
@@ -377,7 +385,9 @@ def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
             Ld = np.einsum("kii->ki", L)
             good = _numerically_pd(Ld, scale)
             if ridge == 0:
-                good &= ~_ill_conditioned(Ld)
+                rcond = [pocon_lower(np.asfortranarray(L[k]), sym_norm1_lower(A[k])) if good[k] else 0.0
+                         for k in range(len(cells))]
+                good &= ~_ill_conditioned(Ld, rcond)
         else:
             good = np.zeros(len(cells), dtype=bool)
         if good.any():

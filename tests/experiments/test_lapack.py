@@ -205,3 +205,19 @@ def test_scratch_matrices_go_back_to_the_pool_only_after_the_engines_tasks_finis
     with pytest.raises(ValueError):
         rf_grid(F, F[:200, :1], F[:10], F[:10, :1], [50, 400], [300, 600], ridge=1e-3, threads=2)
     assert in_pool and not any(in_pool)
+
+
+def test_pocon_estimates_the_condition_number_numpy_computes(rng):
+    for n, spread in ((5, 1e2), (80, 1e6), (300, 1e9)):
+        Q = np.linalg.qr(rng.standard_normal((n, n)))[0]
+        A = (Q * np.logspace(0, -np.log10(spread), n)) @ Q.T
+        A = (A + A.T) / 2
+        lower = np.asfortranarray(np.tril(A) + np.triu(rng.standard_normal((n, n)), 1))  # upper: noise, unread
+        norm = _lapack.sym_norm1_lower(lower)
+        np.testing.assert_allclose(norm, np.linalg.norm(A, 1), rtol=1e-12)
+        L = np.asfortranarray(np.linalg.cholesky(A))
+        estimate = 1 / _lapack.pocon_lower(L, norm)
+        exact = np.linalg.cond(A, 1)
+        # LAPACK's estimator is a lower bound, rarely off by more than a factor 3 (Higham,
+        # Accuracy and Stability, 15.3); the exact value itself has rounding of cond * eps
+        assert exact / 3 <= estimate <= exact * (1 + 1e-6)
