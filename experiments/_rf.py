@@ -113,17 +113,20 @@ def _ill_conditioned(diag, rcond=None):
     return ~ok
 
 
-def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
-    """A cell's weights from an SVD least-squares solve on its features, for systems a Cholesky
+def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float, *, factored: bool = False) -> np.ndarray:
+    """A cell's weights from a least-squares solve on its features, for systems a Cholesky
     factor cannot take: the minimum-norm solution when ridgeless (singular values below
     ``eps max(rows, cols)`` of the largest count as zero, numpy's rule: SciPy's default keeps
     rounding noise and its weights blow up on rank-deficient features), else the ridge
-    problem as least squares of ``[F; sqrt(ridge p) I]``."""
+    problem as least squares of ``[F; sqrt(ridge p) I]``. By SVD (``gelsd``); a ``factored``
+    cell (its Cholesky factor exists, only too ill-conditioned to use: full rank) by QR with
+    column pivoting (``gelsy``, the same solution in about half the time)."""
     A, b = F_tr[:d, :p], Y_tr[:d]
     if ridge > 0:
         A = np.vstack([A, np.sqrt(ridge * p) * np.eye(p)])
         b = np.vstack([b, np.zeros((p, b.shape[1]))])
-    return scipy.linalg.lstsq(A, b, cond=np.finfo(np.float64).eps * max(A.shape), lapack_driver="gelsd")[0]
+    return scipy.linalg.lstsq(A, b, cond=np.finfo(np.float64).eps * max(A.shape),
+                              lapack_driver="gelsy" if factored else "gelsd")[0]
 
 
 def _forward_solve(L, b):
@@ -260,7 +263,7 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge, ws):
             for i in idx:
                 d = int(D[i])
                 if L is None or (ridge == 0 and _ill_conditioned(np.diag(L)[:d], pocon_lower(L[:d, :d], norms[d]))):
-                    weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge)
+                    weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge, factored=L is not None)
                 else:
                     solved.append((int(i), d))
             if not solved:
@@ -342,7 +345,7 @@ def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
     norm = sym_norm1_lower(A) if ridge == 0 else None
     L = _chol(A, scale)
     if L is None or (ridge == 0 and _ill_conditioned(np.diag(L), pocon_lower(L, norm))):
-        return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None)]
+        return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge, factored=L is not None), None)]
     theta = _forward_solve(L, R)
     trsm_lower(L, theta, transpose=True)
     return [(i, j, theta, _exact_train_mse(theta, R, yy, trace, ridge * p, d))]
