@@ -16,8 +16,9 @@ rebuilt per cell; test predictions go through the primal weights (no test-kernel
 Everything is float64 numpy/LAPACK, nothing to compile; the BLAS/LAPACK calls release the
 GIL (:mod:`experiments._lapack`), so units on threads share the cores and one unit can
 spread its cells over idle ones (``threads``) with the same bits. Ridgeless systems that are
-numerically singular or ill-conditioned (condition number above 1e8) are solved from the
-features by SVD least squares (minimum norm) for that cell.
+numerically singular or ill-conditioned (condition number above 1e8, LAPACK's estimate) are
+solved from the features by least squares for that cell: SVD (minimum norm) where the Gram
+matrix is singular, QR with column pivoting where it is only ill-conditioned.
 """
 
 from __future__ import annotations
