@@ -17,8 +17,7 @@ Everything is float64 numpy/LAPACK, nothing to compile; the BLAS/LAPACK calls re
 GIL (:mod:`experiments._lapack`), so units on threads share the cores and one unit can
 spread its cells over idle ones (``threads``) with the same bits. Ridgeless systems that are
 numerically singular or ill-conditioned (condition number above 1e8, LAPACK's estimate) are
-solved from the features by least squares for that cell: SVD (minimum norm) where the Gram
-matrix is singular, QR with column pivoting where it is only ill-conditioned.
+solved from the features by SVD least squares (minimum norm) for that cell.
 """
 
 from __future__ import annotations
@@ -114,20 +113,26 @@ def _ill_conditioned(diag, rcond=None):
     return ~ok
 
 
-def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float, *, factored: bool = False) -> np.ndarray:
-    """A cell's weights from a least-squares solve on its features, for systems a Cholesky
+def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
+    """A cell's weights from an SVD least-squares solve on its features, for systems a Cholesky
     factor cannot take: the minimum-norm solution when ridgeless (singular values below
     ``eps max(rows, cols)`` of the largest count as zero, numpy's rule: SciPy's default keeps
     rounding noise and its weights blow up on rank-deficient features), else the ridge
-    problem as least squares of ``[F; sqrt(ridge p) I]``. By SVD (``gelsd``); a ``factored``
-    cell (its Cholesky factor exists, only too ill-conditioned to use: full rank) by QR with
-    column pivoting (``gelsy``, the same solution in about half the time)."""
+    problem as least squares of ``[F; sqrt(ridge p) I]``. Always by SVD (``gelsd``), also for
+    cells whose factor exists: that factor does not prove full rank, and QR with pivoting
+    (``gelsy``, twice as fast) decides the rank near the cutoff differently (a review found
+    weights 2e10 times the minimum-norm ones)."""
     A, b = F_tr[:d, :p], Y_tr[:d]
     if ridge > 0:
         A = np.vstack([A, np.sqrt(ridge * p) * np.eye(p)])
         b = np.vstack([b, np.zeros((p, b.shape[1]))])
-    return scipy.linalg.lstsq(A, b, cond=np.finfo(np.float64).eps * max(A.shape),
-                              lapack_driver="gelsy" if factored else "gelsd")[0]
+    return scipy.linalg.lstsq(A, b, cond=np.finfo(np.float64).eps * max(A.shape), lapack_driver="gelsd")[0]
+
+
+def _rcond(L, norm: float) -> float:
+    """LAPACK's reciprocal condition estimate of ``L L^T`` given its 1-norm; 0 (ill-conditioned:
+    least squares) when that norm is not finite (entries near overflow)."""
+    return pocon_lower(L, norm) if np.isfinite(norm) else 0.0
 
 
 def _forward_solve(L, b):
@@ -263,8 +268,8 @@ def _dual_cells(F_tr, Y_tr, D, P, ridge, ws):
             solved = []
             for i in idx:
                 d = int(D[i])
-                if L is None or (ridge == 0 and _ill_conditioned(np.diag(L)[:d], pocon_lower(L[:d, :d], norms[d]))):
-                    weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge, factored=L is not None)
+                if L is None or (ridge == 0 and _ill_conditioned(np.diag(L)[:d], _rcond(L[:d, :d], norms[d]))):
+                    weights[i, j] = _lstsq_cell(F_tr, Y_tr, d, int(p), ridge)
                 else:
                     solved.append((int(i), d))
             if not solved:
@@ -345,8 +350,8 @@ def _primal_cell(A, R, yy, scale, ridge, i, j, F_tr, Y_tr, d):
     trace = float(np.trace(A))
     norm = sym_norm1_lower(A) if ridge == 0 else None
     L = _chol(A, scale)
-    if L is None or (ridge == 0 and _ill_conditioned(np.diag(L), pocon_lower(L, norm))):
-        return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge, factored=L is not None), None)]
+    if L is None or (ridge == 0 and _ill_conditioned(np.diag(L), _rcond(L, norm))):
+        return [(i, j, _lstsq_cell(F_tr, Y_tr, d, p, ridge), None)]
     theta = _forward_solve(L, R)
     trsm_lower(L, theta, transpose=True)
     return [(i, j, theta, _exact_train_mse(theta, R, yy, trace, ridge * p, d))]
@@ -389,7 +394,7 @@ def _stacked_primal_cells(small, P, ridge, F_tr, Y_tr):
             Ld = np.einsum("kii->ki", L)
             good = _numerically_pd(Ld, scale)
             if ridge == 0:
-                rcond = [pocon_lower(np.asfortranarray(L[k]), sym_norm1_lower(A[k])) if good[k] else 0.0
+                rcond = [_rcond(np.asfortranarray(L[k]), sym_norm1_lower(A[k])) if good[k] else 0.0
                          for k in range(len(cells))]
                 good &= ~_ill_conditioned(Ld, rcond)
         else:

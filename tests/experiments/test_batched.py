@@ -292,3 +292,35 @@ def test_ridgeless_cells_the_diagonal_bound_calls_well_conditioned_are_still_sol
     # 0 to 4e-16 apart); a Cholesky solve of the Gram matrix is off by up to cond(F)^2 eps
     # (measured before the fix: 1.6e-8 to 2.3e-7)
     np.testing.assert_allclose(out["test_mse"][0, 0], test, rtol=1e-10)
+
+
+def test_a_nearly_rank_deficient_cell_gets_the_minimum_norm_solution():
+    """Rank 199 plus 5e-12 noise: the smallest singular value (1.5e-13 of the largest) is under
+    numpy's cutoff eps max(d, p) = 2.2e-13, yet the Gram matrix may pass the Cholesky check.
+    A review found such a cell solved by QR with pivoting, which kept the direction: weights
+    2e10 times the minimum-norm ones, test MSE 9e19 instead of 1.2."""
+    d, p = 1000, 200
+    rng = np.random.default_rng(8)
+    F = rng.standard_normal((d, p - 1)) @ rng.standard_normal((p - 1, p)) + 5e-12 * rng.standard_normal((d, p))
+    Y = np.random.default_rng(99).standard_normal((d, 1))
+    F_te = rng.standard_normal((300, p))
+    Y_te = rng.standard_normal((300, 1))
+    out = rf_grid(F, Y, F_te, Y_te, [d], [p], ridge=0.0)
+    theta = np.linalg.lstsq(F, Y, rcond=None)[0]
+    # both SVD with the same cutoff (measured equal); the failure was 20 orders of magnitude off
+    np.testing.assert_allclose(out["test_mse"][0, 0], np.mean((F_te @ theta - Y_te) ** 2), rtol=1e-8)
+    np.testing.assert_allclose(out["train_mse"][0, 0], np.mean((F @ theta - Y) ** 2), rtol=1e-8)
+
+
+@pytest.mark.parametrize("D, P", [([10, 40, 100], [120, 200, 400]), ([200], [150])])  # dual, primal
+def test_ridgeless_cells_on_features_near_overflow_say_nothing_and_are_scale_free(rng, D, P):
+    """At 1e153 the Gram matrices overflow: no warning (they are errors here), and the ridgeless
+    predictions are those of the same features at unit scale (a review found the condition
+    estimate's norm warning 'overflow' and 'invalid value')."""
+    F = rng.standard_normal((300, 400))
+    Y = rng.standard_normal((300, 2))
+    n = max(D)
+    unit = rf_grid(F[:n], Y[:n], F[n:], Y[n:], D, P, ridge=0.0)
+    huge = rf_grid(F[:n] * 1e153, Y[:n], F[n:] * 1e153, Y[n:], D, P, ridge=0.0)
+    # these Gaussian cells have condition numbers below 1e4: rounding far below 1e-9
+    np.testing.assert_allclose(huge["test_mse"], unit["test_mse"], rtol=1e-9)
