@@ -69,14 +69,19 @@ def _column_major(X: np.ndarray) -> tuple[int, int, bool]:
     raise ValueError(f"internal: a BLAS operand needs one contiguous axis, got strides {X.strides}")
 
 
+def _fortran(X: np.ndarray, what: str) -> tuple[int, int]:
+    """``(address, leading dimension)`` of ``X``, which ``what`` needs with contiguous columns
+    (Fortran order), as it is."""
+    address, ld, transposed = _column_major(X)
+    if transposed:
+        raise ValueError(f"internal: {what} needs contiguous columns (Fortran order), got strides {X.strides}")
+    return address, ld
+
+
 def _writable_column_major(X: np.ndarray) -> tuple[int, int]:
     if not X.flags.writeable:
         raise ValueError("internal: the output of a BLAS call must be writeable")
-    address, ld, transposed = _column_major(X)
-    if transposed:
-        raise ValueError(f"internal: the output of a BLAS call needs contiguous columns (Fortran order), "
-                         f"got strides {X.strides}")
-    return address, ld
+    return _fortran(X, "the output of a BLAS call")
 
 
 def syrk_lower(C: np.ndarray, A: np.ndarray, *, over_rows: bool, alpha: float = 1.0, beta: float = 1.0) -> None:
@@ -126,9 +131,7 @@ def copy_lower(A: np.ndarray, B: np.ndarray) -> None:
     if n == 0:
         return
     b_addr, ldb = _writable_column_major(B)
-    a_addr, lda, a_t = _column_major(A)
-    if a_t:
-        raise ValueError("internal: copy_lower reads a column-major (Fortran-order) matrix")
+    a_addr, lda = _fortran(A, "copy_lower")
     _dlacpy(b"L", _int(n), _int(n), a_addr, _int(lda), b_addr, _int(ldb))
 
 
@@ -189,9 +192,7 @@ def pocon_lower(L: np.ndarray, anorm: float) -> float:
         raise ValueError(f"internal: pocon needs a square factor, got {L.shape}")
     if n == 0:
         return 1.0
-    addr, ldl, transposed = _column_major(L)
-    if transposed:
-        raise ValueError("internal: pocon needs a column-major (Fortran-order) factor")
+    addr, ldl = _fortran(L, "pocon's factor")
     rcond, info = ctypes.c_double(0.0), ctypes.c_int(0)
     work, iwork = np.empty(3 * n), np.empty(n, dtype=np.intc)
     _dpocon(b"L", _int(n), addr, _int(ldl), _dbl(anorm), ctypes.byref(rcond), work.ctypes.data,
@@ -217,8 +218,6 @@ def trsm_lower(L: np.ndarray, B: np.ndarray, *, transpose: bool) -> None:
     if n == 0 or c == 0:
         return
     b_addr, ldb = _writable_column_major(B)
-    l_addr, ldl, l_t = _column_major(L)
-    if l_t:
-        raise ValueError("internal: trsm needs a column-major (Fortran-order) factor")
+    l_addr, ldl = _fortran(L, "trsm's factor")
     _dtrsm(b"L", b"L", b"T" if transpose else b"N", b"N", _int(n), _int(c), _dbl(1.0), l_addr, _int(ldl),
            b_addr, _int(ldb))

@@ -100,17 +100,14 @@ def _numerically_pd(diag, scale):
     return np.all(diag > 1e-7 * np.sqrt(np.asarray(scale))[..., None], axis=-1)
 
 
-def _ill_conditioned(diag, rcond=None):
+def _ill_conditioned(diag, rcond):
     """Whether matrices factored as ``L L^T``, ``L``'s diagonals ``diag (..., n)``, have condition
     number above 1e8: ridgeless normal equations or kernels would lose more than half the
     digits, so the cell is solved from the features instead (so is an estimate that is not a
     number). The estimate is the larger of the lower bound ``(max L_ii / min L_ii)^2`` and
-    ``1 / rcond``, LAPACK's 1-norm estimate from the factor (:func:`_lapack.pocon_lower`),
-    where given: the diagonal bound alone can be a hundred times too small."""
-    ok = (np.max(diag, axis=-1) / np.min(diag, axis=-1)) ** 2 <= 1e8
-    if rcond is not None:
-        ok &= np.asarray(rcond) >= 1e-8
-    return ~ok
+    ``1 / rcond``, LAPACK's 1-norm estimate from the factor (:func:`_rcond`): the diagonal
+    bound alone can be a hundred times too small."""
+    return ~(((np.max(diag, axis=-1) / np.min(diag, axis=-1)) ** 2 <= 1e8) & (np.asarray(rcond) >= 1e-8))
 
 
 def _lstsq_cell(F_tr, Y_tr, d: int, p: int, ridge: float) -> np.ndarray:
