@@ -7,7 +7,10 @@
    Peer: a naive per-cell numpy loop that prepares the data and keys once (it does not
    rebuild them per cell), then for every cell draws that cell's features and makes one
    ``np.linalg.solve`` (primal or dual, whichever is smaller). Both are timed cold and
-   warm; the test losses must agree (same features, same ridge convention).
+   warm; the test losses must agree (same features, same ridge convention). Two bounds on
+   the ratio follow: the grid's largest cell of each seed timed alone on both sides, and
+   the arithmetic floor of our plan (its multiply-adds at this machine's measured
+   single-core BLAS rates, nothing else, every core busy).
 2. A trained-MLP width x D x seed sweep on digits. Ours: ``experiments.run`` (one device
    program for the whole grid: widths padded to the widest and masked, D padded with masks,
    seeds, D and widths vmapped, the training loop and early stopping on the device). Peer: the old per-cell code (the training loop
@@ -29,6 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scaling
+import scipy.linalg
+import threadpoolctl
 
 import experiments
 
@@ -94,6 +100,7 @@ def bench_rf(dmax, pmax):
     experiments.run(corner, progress=False)
     t_corner_ours = min(_timed(lambda: experiments.run(corner, progress=False)) for _ in range(3))
     t_corner_loop = min(_timed(lambda: naive_rf_loop(corner)) for _ in range(3))
+    floor, rates = arithmetic_floor(D, P, n_seeds=3, n_in=64, n_test=500, c=10, cores=scaling.usable_cpus())
     n = spec.n_cells
     print(f"RF ridge, digits: {len(D)} D (20..{dmax}) x {len(P)} P (16..{pmax}) x 3 seeds = {n} cells")
     print(f"  experiments.run        {t_ours:.3f} s warm ({n / t_ours:.0f} cells/s), {t_cold:.3f} s first call")
@@ -103,7 +110,41 @@ def bench_rf(dmax, pmax):
     print(f"  the largest cell (D={D[-1]}, P={P[-1]}) of each seed alone: naive loop {t_corner_loop:.3f} s "
           f"({100 * t_corner_loop / t_loop:.0f}% of its whole grid), experiments.run {t_corner_ours:.3f} s: "
           f"ceiling on the ratio for this grid {t_loop / t_corner_ours:.1f}x")
+    print(f"  arithmetic floor of experiments.run's plan: {1e3 * floor:.0f} ms (its multiply-adds at this machine's "
+          f"single-core BLAS peak, {rates}, no other cost, every core busy): ratio at most {t_loop / floor:.1f}x")
     return t_loop / t_ours
+
+
+def arithmetic_floor(D, P, *, n_seeds, n_in, n_test, c, cores) -> tuple[float, str]:
+    """The least time ``experiments.run``'s random-feature plan could take: its multiply-adds
+    (features; the dual kernel grown over features and the primal Gram over rows; one factor
+    of the largest d < p per p; one factor per cell d >= p; the triangular solves; the dual
+    cells' weights; the test predictions) at this machine's measured single-core BLAS rates
+    for matrices of size 1000 (faster than on the grid's smaller ones, so the floor is low),
+    with no Python, copies or memory traffic, and the seeds spread perfectly over the cores."""
+    D, P = np.asarray(D), np.asarray(P)
+    m = np.array([D[D < p].max() if np.any(D < p) else 0 for p in P], dtype=float)
+    q = float(P[P <= D[-1]].max()) if np.any(P <= D[-1]) else 0.0
+    primal = [(d, p) for d in D for p in P if d >= p]
+    macs = {  # kind of call -> multiply-adds of one seed
+        "gemm": (D[-1] + n_test) * n_in * P[-1] + sum(d * p * c for d in D for p in P if d < p)
+        + sum(n_test * p * len(D) * c for p in P),
+        "syrk": m.max() ** 2 * P[-1] / 2 + D[-1] * q ** 2 / 2,
+        "potrf": float(np.sum(m ** 3) / 6) + sum(p ** 3 / 6 for _, p in primal),
+        "trsm": sum(x * x * c * (1 + np.sum(D < p)) / 2 for x, p in zip(m, P)) + sum(p * p * c for _, p in primal),
+    }
+    rng = np.random.default_rng(0)
+    A = np.asfortranarray(rng.standard_normal((1000, 1000)))
+    S = np.asfortranarray(A.T @ A + 1000 * np.eye(1000))
+    L = np.asfortranarray(np.linalg.cholesky(S))
+    R = np.asfortranarray(rng.standard_normal((1000, 90)))
+    calls = {"gemm": (lambda: A @ A, 1e9), "syrk": (lambda: scipy.linalg.blas.dsyrk(1.0, A, trans=1, lower=1), 0.5e9),
+             "potrf": (lambda: scipy.linalg.lapack.dpotrf(S, lower=1), 1e9 / 6),
+             "trsm": (lambda: scipy.linalg.blas.dtrsm(1.0, L, R, lower=1), 1e6 * 90 / 2)}
+    with threadpoolctl.threadpool_limits(1, user_api="blas"):
+        rate = {k: work / min(_timed(fn) for _ in range(5)) for k, (fn, work) in calls.items()}
+    seconds = sum(macs[k] / rate[k] for k in macs) * n_seeds / min(cores, n_seeds)
+    return seconds, ", ".join(f"{k} {rate[k] / 1e9:.0f}" for k in calls) + " GMAC/s"
 
 
 def _timed(fn) -> float:
