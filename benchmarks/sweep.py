@@ -111,7 +111,7 @@ def bench_rf(dmax, pmax):
           f"({100 * t_corner_loop / t_loop:.0f}% of its whole grid), experiments.run {t_corner_ours:.3f} s: "
           f"ceiling on the ratio for this grid {t_loop / t_corner_ours:.1f}x")
     print(f"  arithmetic floor of experiments.run's plan: {1e3 * floor:.0f} ms (its multiply-adds at this machine's "
-          f"single-core BLAS peak, {rates}, no other cost, every core busy): ratio at most {t_loop / floor:.1f}x")
+          f"single-core BLAS rates, {rates}, no other cost, every core busy): ratio at most {t_loop / floor:.1f}x")
     return t_loop / t_ours
 
 
@@ -120,8 +120,9 @@ def arithmetic_floor(D, P, *, n_seeds, n_in, n_test, c, cores) -> tuple[float, s
     (features; the dual kernel grown over features and the primal Gram over rows; one factor
     of the largest d < p per p; one factor per cell d >= p; the triangular solves; the dual
     cells' weights; the test predictions) at this machine's measured single-core BLAS rates
-    for matrices of size 1000 (faster than on the grid's smaller ones, so the floor is low),
-    with no Python, copies or memory traffic, and the seeds spread perfectly over the cores."""
+    for matrices the size of the plan's largest (faster than on its smaller ones, so the floor
+    is low), with no Python, copies or memory traffic, and the seeds spread perfectly over the
+    cores."""
     D, P = np.asarray(D), np.asarray(P)
     m = np.array([D[D < p].max() if np.any(D < p) else 0 for p in P], dtype=float)
     q = float(P[P <= D[-1]].max()) if np.any(P <= D[-1]) else 0.0
@@ -133,14 +134,16 @@ def arithmetic_floor(D, P, *, n_seeds, n_in, n_test, c, cores) -> tuple[float, s
         "potrf": float(np.sum(m ** 3) / 6) + sum(p ** 3 / 6 for _, p in primal),
         "trsm": sum(x * x * c * (1 + np.sum(D < p)) / 2 for x, p in zip(m, P)) + sum(p * p * c for _, p in primal),
     }
+    n = max(1, int(max(m.max(), q)))  # the plan's largest Gram, kernel or factor
     rng = np.random.default_rng(0)
-    A = np.asfortranarray(rng.standard_normal((1000, 1000)))
-    S = np.asfortranarray(A.T @ A + 1000 * np.eye(1000))
+    A = np.asfortranarray(rng.standard_normal((n, n)))
+    S = np.asfortranarray(A.T @ A + n * np.eye(n))
     L = np.asfortranarray(np.linalg.cholesky(S))
-    R = np.asfortranarray(rng.standard_normal((1000, 90)))
-    calls = {"gemm": (lambda: A @ A, 1e9), "syrk": (lambda: scipy.linalg.blas.dsyrk(1.0, A, trans=1, lower=1), 0.5e9),
-             "potrf": (lambda: scipy.linalg.lapack.dpotrf(S, lower=1), 1e9 / 6),
-             "trsm": (lambda: scipy.linalg.blas.dtrsm(1.0, L, R, lower=1), 1e6 * 90 / 2)}
+    R = np.asfortranarray(rng.standard_normal((n, 90)))
+    calls = {"gemm": (lambda: A @ A, n ** 3),
+             "syrk": (lambda: scipy.linalg.blas.dsyrk(1.0, A, trans=1, lower=1), n ** 3 / 2),
+             "potrf": (lambda: scipy.linalg.lapack.dpotrf(S, lower=1), n ** 3 / 6),
+             "trsm": (lambda: scipy.linalg.blas.dtrsm(1.0, L, R, lower=1), n * n * 90 / 2)}
     with threadpoolctl.threadpool_limits(1, user_api="blas"):
         rate = {k: work / min(_timed(fn) for _ in range(5)) for k, (fn, work) in calls.items()}
     seconds = sum(macs[k] / rate[k] for k in macs) * n_seeds / min(cores, n_seeds)
