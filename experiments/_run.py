@@ -203,17 +203,18 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         from tqdm.auto import tqdm
 
         bar = tqdm(total=spec.n_cells, initial=done_cells, unit="cell", desc=spec.name, smoothing=0.1)
-    failures, first_error = 0, None
+    # failed units' errors by grid index: the warning names the first failed unit in grid
+    # order, the same whichever unit happened to finish first
+    failed = {}
 
     def record(unit, result, error):
-        nonlocal failures, first_error
         sink.write(unit, result, error)
-        failures += error is not None
-        first_error = first_error or error
+        if error is not None:
+            failed[tuple(i for i, _ in unit.values())] = error
         if bar is not None:
             bar.update(spec.cells_per_unit)
-            if failures:
-                bar.set_postfix(failed_units=failures)
+            if failed:
+                bar.set_postfix(failed_units=len(failed))
 
     try:
         host_parallel = spec.model_kind.host_blas and executor in ("local", "devices") and len(todo) > 1
@@ -248,10 +249,10 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
         sink.set_attrs(last_run_utc=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                        units_computed_last_run=len(todo), cells_computed_last_run=len(todo) * spec.cells_per_unit)
         ds = sink.load()
-        if failures:  # recorded, not raised (the other units' results are kept): said, not silent
+        if failed:  # recorded, not raised (the other units' results are kept): said, not silent
             warnings.warn(UnitsFailedWarning(
-                f"{failures} of {len(todo)} units failed; their cells hold fill values and a rerun retries them "
-                f"(experiments.summary lists every error). First: {first_error}", ds), stacklevel=2)
+                f"{len(failed)} of {len(todo)} units failed; their cells hold fill values and a rerun retries them "
+                f"(experiments.summary lists every error). First: {failed[min(failed)]}", ds), stacklevel=2)
         return ds
     finally:
         if bar is not None:
