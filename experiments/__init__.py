@@ -26,7 +26,7 @@ from ._spec import SweepSpec
 from ._store import ReadOnlyStoreError, StoreError, export_netcdf, load
 from ._teacher_student import TeacherStudent, teacher_student
 from ._transforms import add_input_noise, nested_subsets, standardize, superclass
-from ._units import UnitData, run_unit, unit_key
+from ._units import UnitData, rf_engine, run_unit, unit_key
 
 __all__ = [
     "MODELS",
@@ -64,6 +64,7 @@ __all__ = [
     "read_idx",
     "register_model",
     "register_task",
+    "rf_engine",
     "run",
     "run_unit",
     "standardize",

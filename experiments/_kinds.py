@@ -125,8 +125,9 @@ class ModelKind:
     sharded : bool
         The run function spreads one unit over every local device itself (``jax.sharding``);
         the ``"devices"`` executor then runs units one after another instead of one per device.
-    host_blas : bool
-        The run function is host linear algebra (numpy/LAPACK): each unit runs with one BLAS
+    host_blas : bool or callable ``spec -> bool``
+        The run function is host linear algebra (for a callable: in this spec, e.g. by the
+        engine a parameter picks) (numpy/LAPACK): each unit runs with one BLAS
         thread wherever it runs (so its bits do not depend on the machine's core count), and
         the ``"local"`` executor runs as many units at once as there are cores. Units that
         would leave cores idle (a lone unit, the last of an uneven batch) get a share of the
@@ -145,8 +146,21 @@ class ModelKind:
     check: Callable | None = None
     nested_dims: tuple[str, ...] = ()
     sharded: bool = False
-    host_blas: bool = False
+    host_blas: bool | Callable = False
     doc: str = ""
+
+    def runs_on_host(self, spec) -> bool:
+        """Whether ``spec``'s units are host linear algebra (see ``host_blas``).
+
+        Examples
+        --------
+        >>> import experiments
+        >>> spec = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "engine": "host"},
+        ...                              grid={"D": [20], "P": [16], "seed": [0]}, n_test=50)
+        >>> spec.model_kind.runs_on_host(spec)
+        True
+        """
+        return bool(self.host_blas(spec)) if callable(self.host_blas) else bool(self.host_blas)
 
 
 _HOST_THREADS: contextvars.ContextVar[int] = contextvars.ContextVar("host_threads", default=1)

@@ -217,7 +217,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
                 bar.set_postfix(failed_units=len(failed))
 
     try:
-        host_parallel = spec.model_kind.host_blas and executor in ("local", "devices") and len(todo) > 1
+        host_parallel = spec.model_kind.runs_on_host(spec) and executor in ("local", "devices") and len(todo) > 1
         if host_parallel:
             # host linear algebra, one BLAS thread per unit (run_unit): about one unit per core,
             # results written as they complete
@@ -229,7 +229,7 @@ def run(spec, *, store=None, executor: str = "local", scheduler: str | None = No
             # device itself); the store writes of one unit overlap the next unit's compute
             with concurrent.futures.ThreadPoolExecutor(1) as writer:
                 pending = None
-                alone = usable_cpus() if spec.model_kind.host_blas else 1  # a lone host unit
+                alone = usable_cpus() if spec.model_kind.runs_on_host(spec) else 1  # a lone host unit
                 for u in todo:
                     done = _safe_unit(spec, u, alone)
                     if pending is not None:

@@ -29,7 +29,8 @@ from ._datasets import load_dataset
 from ._features import load_embeddings
 from ._kinds import REQUIRED, ModelKind, Param, TaskKind, host_threads, model_kind, register_model, register_task
 from ._networks import TrainConfig, _launch_training, _loss, network, predict, width_for_parameters
-from ._rf import Workspace, rf_grid
+from ._rf import Workspace, _lstsq_cell, rf_grid
+from ._rf_device import rf_grid_device
 from ._spec import SweepSpec
 from ._teacher_student import numpy_generator, projected_risk, sample_projected, teacher_student
 from ._transforms import add_input_noise, superclass
@@ -282,7 +283,33 @@ def _rf_unit(spec, coords):
         return _rf_unit_cells(spec, m, D, P, k_feat, data, ws)
 
 
+def rf_engine(engine: str, ridge: float) -> str:
+    """The engine an ``rf_ridge`` unit runs on: ``"host"`` (float64 numpy/LAPACK, one BLAS
+    thread per unit) or ``"device"`` (one JAX program on the default device). ``"auto"`` is
+    the device where JAX's default backend is an accelerator and the ridge is positive (the
+    host engine is the faster one on CPU, and ridgeless cells need its condition estimates
+    and SVD least squares).
+
+    Examples
+    --------
+    >>> from experiments import rf_engine
+    >>> rf_engine("host", 1e-3), rf_engine("device", 1e-3), rf_engine("auto", 0.0)
+    ('host', 'device', 'host')
+    """
+    if engine == "auto":
+        return "device" if ridge > 0 and jax.default_backend() != "cpu" else "host"
+    if engine == "device" and not ridge > 0:
+        raise ValueError(f"engine 'device' needs ridge > 0, got {ridge!r}: ridgeless cells run on the host engine")
+    return engine
+
+
 def _rf_unit_cells(spec, m, D, P, k_feat, data, ws):
+    engine = rf_engine(m["engine"], m["ridge"])
+    for name in ("x_pool", "y_pool", "x_test", "y_test"):  # never a silent NaN loss
+        values = np.asarray(getattr(data, name))
+        if values.dtype.kind in "fc" and not np.all(np.isfinite(values)):
+            raise ValueError(f"the {spec.task['kind']!r} task's {name} holds {int(np.sum(~np.isfinite(values)))} "
+                             "non-finite values (NaN or inf)")
     if spec.task_kind.features:
         F_tr, F_te = _flat(data.x_pool), _flat(data.x_test)
     else:
@@ -291,10 +318,14 @@ def _rf_unit_cells(spec, m, D, P, k_feat, data, ws):
         W = numpy_generator(k_feat).standard_normal((n_in, int(P[-1])))
         # relu(z) sqrt(2) = relu(sqrt(2) z): the scale goes into W, features made in place
         W *= (np.sqrt(2.0) if m["features"] == "relu" else 1.0) / np.sqrt(n_in)
+        if engine == "device":  # features made on the device from the unit's inputs, moved once
+            return _rf_device_cells(spec, m, D, P, data, None, None, (X[:n_tr], X[n_tr:], W, m["features"] == "relu"))
         F = np.matmul(X, W, out=ws.empty((X.shape[0], W.shape[1])))
         if m["features"] == "relu":
             np.maximum(F, 0.0, out=F)
         F_tr, F_te = F[:n_tr], F[n_tr:]
+    if engine == "device":
+        return _rf_device_cells(spec, m, D, P, data, F_tr, F_te, None)
     y_tr = np.asarray(data.y_pool, np.float64).reshape(F_tr.shape[0], -1)
     y_te = np.asarray(data.y_test, np.float64).reshape(F_te.shape[0], y_tr.shape[1])
     cov = data.covariance
@@ -318,6 +349,72 @@ def _rf_unit_cells(spec, m, D, P, k_feat, data, ws):
     if "excess_loss" in spec.variables:
         result["excess_loss"] = out["test_mse"] - _best_linear_risk(cov, P)[None, :]
     return result
+
+
+def _rf_device_cells(spec, m, D, P, data, F_tr, F_te, inputs):
+    """An ``rf_ridge`` unit on the device engine (:func:`~experiments._rf_device.rf_grid_device`):
+    the same variables as the host engine. Cells whose factor was not numerically positive
+    definite are solved on the host by least squares, and exact population risks are
+    evaluated on the host from the weights."""
+    cov, exact = data.covariance, data.covariance is not None or data.risk is not None
+    y_tr = np.asarray(data.y_pool, np.float64)
+    y_tr = y_tr.reshape(y_tr.shape[0], -1)
+    y_te = np.asarray(data.y_test, np.float64).reshape(np.shape(data.y_test)[0], y_tr.shape[1])
+    out = rf_grid_device(F_tr, y_tr, F_te, y_te, D, P, ridge=m["ridge"], return_weights=exact, inputs=inputs)
+    test, train, acc = out["test_mse"], out["train_mse"], out["test_accuracy"]
+    weights = out.get("weights", {})
+    for i, j in zip(*np.nonzero(~out["factored"])):
+        d, p = int(D[i]), int(P[j])
+        theta = _lstsq_cell(out["F_train"], y_tr, d, p, m["ridge"])
+        weights[i, j] = theta
+        residual = out["F_train"][:d, :p] @ theta - y_tr[:d]
+        train[i, j] = float(np.sum(residual**2)) / d
+        if not exact:
+            F_test = np.asarray(F_te if inputs is None else _host_features(inputs), np.float64)[:, :p]
+            pred = F_test @ theta
+            test[i, j] = float(np.mean(np.sum((pred - y_te) ** 2, axis=1)))
+            acc[i, j] = (float(np.mean(np.argmax(pred, 1) == np.argmax(y_te, 1))) if y_te.shape[1] > 1 else np.nan)
+    if cov is not None:
+        for (i, j), theta in weights.items():
+            t, p = theta[:, 0], int(P[j])
+            test[i, j] = float(t @ cov[:p, :p] @ t - 2.0 * t @ cov[:p, -1] + cov[-1, -1])
+    elif data.risk is not None:
+        cells = sorted(weights)
+        for (i, j), r in zip(cells, data.risk([weights[c][:, 0] for c in cells])):
+            test[i, j] = r
+    if exact:  # as on the host engine: an exact risk has no test set to score accuracy on
+        acc = np.full_like(test, np.nan)
+    result = {"test_loss": test, "train_loss": train, "test_accuracy": acc}
+    if "excess_loss" in spec.variables:
+        result["excess_loss"] = test - _best_linear_risk(cov, P)[None, :]
+    return result
+
+
+def _check_rf(spec):
+    """The ridge is non-negative in every cell (grid dim ``ridge`` included), and positive for
+    ``engine="device"``."""
+    ridges = spec.grid["ridge"] if "ridge" in spec.grid else [spec.model_params["ridge"]]
+    negative = [r for r in ridges if not float(r) >= 0]
+    if negative:
+        raise ValueError(f"rf_ridge needs ridge >= 0, got ridge {negative[0]!r}")
+    if spec.model_params["engine"] != "device":
+        return
+    bad = [r for r in ridges if not float(r) > 0]
+    if bad:
+        raise ValueError(f"rf_ridge engine 'device' needs ridge > 0 in every cell, got ridge {bad[0]!r}; "
+                         "ridgeless cells need the host engine (engine 'host' or 'auto')")
+
+
+def _rf_on_host(spec) -> bool:
+    """Whether some unit of an ``rf_ridge`` spec runs on the host engine."""
+    ridges = spec.grid["ridge"] if "ridge" in spec.grid else [spec.model_params["ridge"]]
+    return any(rf_engine(spec.model_params["engine"], float(r)) == "host" for r in ridges)
+
+
+def _host_features(inputs):
+    _, X_te, W, relu = inputs
+    F = np.asarray(X_te, np.float64) @ W
+    return np.maximum(F, 0.0) if relu else F
 
 
 def _best_linear_risk(cov: np.ndarray, P) -> np.ndarray:
@@ -528,10 +625,13 @@ _builtin_model(ModelKind("rf_ridge", {
     "ridge": Param(float, 0.0, "ridge: K_P = F F^T / P + ridge I (grid dim ridge overrides it)"),
     "features": Param(str, "relu", "random features of the inputs (teacher-student tasks give their own)",
                       choices=("relu", "linear")),
+    "engine": Param(str, "auto", "where the unit runs: 'host' (numpy/LAPACK), 'device' (one JAX program; ridge > 0), "
+                                 "'auto' (the device on a GPU/TPU backend when ridge > 0, else the host)",
+                    choices=("auto", "host", "device")),
     "excess_loss": Param(bool, True, "with an exact population risk, also the excess over the best P-feature "
                                      "predictor (costs P^2 S per unit; False lets few-point units project instead)"),
 }, unit_dims=("D", "P"), required_dims=frozenset({"D", "P", "seed"}), grid_dims=frozenset({"ridge"}),
-    variables=_rf_variables, run=_rf_unit, nested_dims=("D", "P"), host_blas=True,
+    variables=_rf_variables, run=_rf_unit, check=_check_rf, nested_dims=("D", "P"), host_blas=_rf_on_host,
     doc="linear random-feature ridge regression, every (D, P) of a seed from one feature draw"))
 _builtin_model(ModelKind("krr", {
     "ridge": Param(float, 1e-6, "ridge on the Gram matrix (grid dim ridge overrides it)"),
@@ -575,7 +675,7 @@ def run_unit(spec: SweepSpec, unit: dict) -> dict:
     t0 = time.perf_counter()
     coords = {d: v for d, (_, v) in unit.items()}
     kind = model_kind(spec.model["kind"])
-    if kind.host_blas:  # one BLAS thread: many small factorisations, units run side by side
+    if kind.runs_on_host(spec):  # one BLAS thread: many small factorisations, units run side by side
         with _blas_controller().limit(limits=1, user_api="blas"):
             out = kind.run(spec, coords)
     else:
