@@ -39,8 +39,9 @@ import threadpoolctl
 import experiments
 
 
-def rf_spec(D, P, seeds):
-    return experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "ridge": 1e-3, "features": "relu"},
+def rf_spec(D, P, seeds, engine="auto"):
+    return experiments.SweepSpec(task={"kind": "digits"},
+                                 model={"kind": "rf_ridge", "ridge": 1e-3, "features": "relu", "engine": engine},
                                  grid={"D": D, "P": P, "seed": seeds}, n_test=500, name="rf sweep benchmark")
 
 
@@ -102,7 +103,9 @@ def bench_rf(dmax, pmax):
     t_corner_loop = min(_timed(lambda: naive_rf_loop(corner)) for _ in range(3))
     floor, rates = arithmetic_floor(D, P, n_seeds=3, n_in=64, n_test=500, c=10, cores=scaling.usable_cpus())
     n = spec.n_cells
-    print(f"RF ridge, digits: {len(D)} D (20..{dmax}) x {len(P)} P (16..{pmax}) x 3 seeds = {n} cells")
+    engine = experiments.rf_engine("auto", 1e-3)
+    print(f"RF ridge, digits: {len(D)} D (20..{dmax}) x {len(P)} P (16..{pmax}) x 3 seeds = {n} cells; "
+          f"engine {engine!r} (jax backend {jax.default_backend()!r})")
     print(f"  experiments.run        {t_ours:.3f} s warm ({n / t_ours:.0f} cells/s), {t_cold:.3f} s first call")
     print(f"  naive per-cell loop    {t_loop:.3f} s warm ({n / t_loop:.0f} cells/s), {t_loop_cold:.3f} s first call")
     print(f"  ratio {t_loop / t_ours:.1f}x warm vs warm, {t_loop_cold / t_cold:.1f}x first call vs first call "
@@ -110,6 +113,12 @@ def bench_rf(dmax, pmax):
     print(f"  the largest cell (D={D[-1]}, P={P[-1]}) of each seed alone: naive loop {t_corner_loop:.3f} s "
           f"({100 * t_corner_loop / t_loop:.0f}% of its whole grid), experiments.run {t_corner_ours:.3f} s: "
           f"ceiling on the ratio for this grid {t_loop / t_corner_ours:.1f}x")
+    if engine == "device":  # on an accelerator: the host engine on this machine's cores too
+        host = rf_spec(D, P, [0, 1, 2], engine="host")
+        experiments.run(host, progress=False)
+        t_host = min(_timed(lambda: experiments.run(host, progress=False)) for _ in range(2))
+        print(f"  host engine (engine='host', {scaling.usable_cpus()} cores) {t_host:.3f} s warm: "
+              f"{t_loop / t_host:.1f}x the loop; the device engine is {t_host / t_ours:.1f}x the host engine")
     print(f"  arithmetic floor of experiments.run's plan: {1e3 * floor:.0f} ms (its multiply-adds at this machine's "
           f"single-core BLAS rates, {rates}, no other cost, every core busy): ratio at most {t_loop / floor:.1f}x")
     return t_loop / t_ours

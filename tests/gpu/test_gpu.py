@@ -55,3 +55,18 @@ def test_device_executor_equals_local(gpus, tmp_path):
     local = experiments.run(spec, store=tmp_path / "local.zarr", progress=False)
     devices = experiments.run(spec, store=tmp_path / "devices.zarr", executor="devices", progress=False)
     np.testing.assert_allclose(devices.test_loss.values, local.test_loss.values, rtol=1e-6)
+
+
+def test_rf_sweep_on_the_device_engine_equals_the_host_engine(gpus):
+    # on a GPU backend "auto" is the device engine: one program per unit, batched Cholesky per P
+    grid = {"D": [20, 57, 163, 460, 1000], "P": [16, 64, 256, 1000], "seed": [0, 1]}
+    auto = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "ridge": 1e-3}, grid=grid,
+                                 n_test=300)
+    assert not auto.model_kind.runs_on_host(auto)
+    host = experiments.SweepSpec(task={"kind": "digits"}, model={"kind": "rf_ridge", "ridge": 1e-3,
+                                                                 "engine": "host"}, grid=grid, n_test=300)
+    a, b = experiments.run(auto, progress=False), experiments.run(host, progress=False)
+    # both float64; the largest condition number on this grid is the D = P = 1000 corner's,
+    # 1.7e5 (measured on CPU), so the solves agree to n kappa eps = 1000 * 2e5 * 2.2e-16 < 5e-8
+    np.testing.assert_allclose(a.test_loss, b.test_loss, rtol=5e-8)
+    np.testing.assert_allclose(a.train_loss, b.train_loss, rtol=5e-8)
