@@ -358,6 +358,7 @@ def _rf_device_cells(spec, m, D, P, data, F_tr, F_te, inputs):
     the same variables as the host engine. Cells whose factor was not numerically positive
     definite are solved on the host by least squares, and exact population risks are
     evaluated on the host from the weights."""
+    scaling.ensure_compilation_cache()  # the grid's program compiles once per machine, not per process
     cov, exact = data.covariance, data.covariance is not None or data.risk is not None
     y_tr = np.asarray(data.y_pool, np.float64)
     y_tr = y_tr.reshape(y_tr.shape[0], -1)
