@@ -60,8 +60,8 @@ def rf_grid_device(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float, retu
     dict of ``(D, P)`` float64 arrays ``test_mse``, ``train_mse``, ``test_accuracy`` (argmax
     agreement for several outputs, NaN for one), the boolean ``(D, P)`` array ``factored``
     (False: the cell's factor was not numerically positive definite, its numbers are NaN);
-    with ``return_weights``, ``weights[(i, j)]`` of shape ``(P[j], c)``; and ``F_train``
-    (the training features on the host, only when some cell was not factored).
+    with ``return_weights``, ``weights[(i, j)]`` of shape ``(P[j], c)``; and ``F_train``,
+    ``F_test`` (the features on the host, only when some cell was not factored).
 
     Examples
     --------
@@ -107,7 +107,8 @@ def rf_grid_device(F_train, Y_train, F_test, Y_test, D, P, *, ridge: float, retu
         result["weights"] = {(i, j): np.array(out["weights"][j][i], dtype=np.float64)
                              for j in range(len(P)) for i in range(len(D))}
     if not result["factored"].all():
-        result["F_train"] = np.asarray(jax.device_get(F_tr), dtype=np.float64)
+        F_tr, F_te = jax.device_get((F_tr, F_te))
+        result["F_train"], result["F_test"] = np.asarray(F_tr, np.float64), np.asarray(F_te, np.float64)
     return result
 
 

@@ -333,9 +333,8 @@ def _rf_unit_cells(spec, m, D, P, k_feat, data, ws):
     cov = data.covariance
     risk = None
     if cov is not None:
-        def risk(i, j, p, theta):  # exact population risk of the linear predictor f . theta
-            t = theta[:, 0]
-            return float(t @ cov[:p, :p] @ t - 2.0 * t @ cov[:p, -1] + cov[-1, -1])
+        def risk(i, j, p, theta):
+            return _covariance_risk(cov, p, theta)
     elif data.risk is not None:
         deferred = []
 
@@ -373,14 +372,12 @@ def _rf_device_cells(spec, m, D, P, data, F_tr, F_te, inputs):
         residual = out["F_train"][:d, :p] @ theta - y_tr[:d]
         train[i, j] = float(np.sum(residual**2)) / d
         if not exact:
-            F_test = np.asarray(F_te if inputs is None else _host_features(inputs), np.float64)[:, :p]
-            pred = F_test @ theta
+            pred = out["F_test"][:, :p] @ theta
             test[i, j] = float(np.mean(np.sum((pred - y_te) ** 2, axis=1)))
             acc[i, j] = (float(np.mean(np.argmax(pred, 1) == np.argmax(y_te, 1))) if y_te.shape[1] > 1 else np.nan)
     if cov is not None:
         for (i, j), theta in weights.items():
-            t, p = theta[:, 0], int(P[j])
-            test[i, j] = float(t @ cov[:p, :p] @ t - 2.0 * t @ cov[:p, -1] + cov[-1, -1])
+            test[i, j] = _covariance_risk(cov, int(P[j]), theta)
     elif data.risk is not None:
         cells = sorted(weights)
         for (i, j), r in zip(cells, data.risk([weights[c][:, 0] for c in cells])):
@@ -407,10 +404,15 @@ def _accelerator_default() -> bool:
     return plugins and jax.default_backend() != "cpu"
 
 
+def _rf_ridges(spec) -> list:
+    """Every ridge a spec's cells use: the grid dim ``ridge``, else the model parameter."""
+    return list(spec.grid["ridge"]) if "ridge" in spec.grid else [spec.model_params["ridge"]]
+
+
 def _check_rf(spec):
     """The ridge is non-negative in every cell (grid dim ``ridge`` included), and positive for
     ``engine="device"``."""
-    ridges = spec.grid["ridge"] if "ridge" in spec.grid else [spec.model_params["ridge"]]
+    ridges = _rf_ridges(spec)
     negative = [r for r in ridges if not float(r) >= 0]
     if negative:
         raise ValueError(f"rf_ridge needs ridge >= 0, got ridge {negative[0]!r}")
@@ -424,14 +426,14 @@ def _check_rf(spec):
 
 def _rf_on_host(spec) -> bool:
     """Whether some unit of an ``rf_ridge`` spec runs on the host engine."""
-    ridges = spec.grid["ridge"] if "ridge" in spec.grid else [spec.model_params["ridge"]]
-    return any(rf_engine(spec.model_params["engine"], float(r)) == "host" for r in ridges)
+    return any(rf_engine(spec.model_params["engine"], float(r)) == "host" for r in _rf_ridges(spec))
 
 
-def _host_features(inputs):
-    _, X_te, W, relu = inputs
-    F = np.asarray(X_te, np.float64) @ W
-    return np.maximum(F, 0.0) if relu else F
+def _covariance_risk(cov, p: int, theta) -> float:
+    """Exact population risk of the linear predictor ``f . theta`` on the first ``p`` features,
+    from the joint covariance of ``(f, y)`` (``y`` last)."""
+    t = theta[:, 0]
+    return float(t @ cov[:p, :p] @ t - 2.0 * t @ cov[:p, -1] + cov[-1, -1])
 
 
 def _best_linear_risk(cov: np.ndarray, P) -> np.ndarray:

@@ -100,7 +100,7 @@ def test_unfactored_cells_are_flagged_not_reported():
     assert not out["factored"].all()
     assert np.isnan(out["test_mse"][~out["factored"]]).all()
     assert np.isfinite(out["test_mse"][out["factored"]]).all()
-    assert out["F_train"].shape == (60, 30)
+    assert out["F_train"].shape == (60, 30) and out["F_test"].shape == (30, 30)
 
 
 def test_device_engine_rejects_a_ridgeless_spec():
